@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny models with known behaviour, and small images."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras
+import numpy as np
+import pytest
+
+
+def linear_model(shape=(6, 5, 3), classes=4, activation="softmax", seed=0) -> keras.Model:
+    """Flatten -> Dense: the gradient of class c is column c of the kernel."""
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input(shape)
+    out = keras.layers.Dense(classes, activation=activation, name="head")(
+        keras.layers.Flatten()(inp)
+    )
+    return keras.Model(inp, out)
+
+
+def tiny_cnn(shape=(12, 12, 3), classes=3, activation="softmax", seed=0, smooth=True):
+    """Conv -> Conv -> GAP -> Dense, smooth activations so finite differences are accurate."""
+    keras.utils.set_random_seed(seed)
+    act = "tanh" if smooth else "relu"
+    inp = keras.Input(shape)
+    x = keras.layers.Conv2D(6, 3, padding="same", activation=act, name="conv1")(inp)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation=act, name="conv2")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    out = keras.layers.Dense(classes, activation=activation, name="head")(x)
+    return keras.Model(inp, out)
+
+
+def images(n=5, shape=(12, 12, 3), seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, *shape)).astype(np.float32)
+
+
+@pytest.fixture
+def cnn() -> keras.Model:
+    return tiny_cnn()
+
+
+@pytest.fixture
+def probe() -> np.ndarray:
+    return images()
