@@ -1,0 +1,108 @@
+"""A lazy TensorBoard writer for one run directory (`log_dir/saliency`).
+
+The event file is created on the first write, never before, so a callback whose `freq` never
+fires leaves no empty event file behind (as Keras's own `TensorBoard` callback does). Writes
+are flushed after every logged epoch and the file is closed at the end of training.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+
+def check_log_dir(log_dir: str, caller: str = "SaliencyCallback") -> None:
+    """Checks, without creating anything, that `log_dir` can hold event files.
+
+    Remote paths (`gs://`, `s3://`, ...) are not checked.
+
+    Raises:
+        TypeError: If `log_dir` is not a string or path.
+        ValueError: If `log_dir` is an existing file, or its nearest existing ancestor is not a
+            writable directory.
+    """
+    if not isinstance(log_dir, (str, os.PathLike)):
+        raise TypeError(
+            f"`{caller}` expected `log_dir` to be a str or path, received {type(log_dir).__name__}"
+        )
+    path = os.fspath(log_dir)
+    if "://" in path:
+        return
+    if not path:
+        raise ValueError(f"`{caller}` expected a non-empty `log_dir`, received {log_dir!r}")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(
+            f"`{caller}` expected `log_dir` to be a directory, received log_dir={path!r}, "
+            "which is a file"
+        )
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"`{caller}` cannot write to `log_dir`: received log_dir={path!r}, and "
+            f"{probe!r} is not a writable directory"
+        )
+
+
+class RunWriter:
+    """Writes image and scalar summaries into `log_dir/run`, creating the file lazily.
+
+    Args:
+        log_dir: The TensorBoard log directory (shared with Keras's `TensorBoard` callback).
+        run: The run's sub-directory name. Defaults to `"saliency"`.
+    """
+
+    def __init__(self, log_dir: str, run: str = "saliency") -> None:
+        self.path = os.path.join(os.fspath(log_dir), run)
+        self._writer: Any = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._writer is not None
+
+    def _get(self) -> Any:
+        if self._writer is None:
+            import tensorflow as tf
+
+            self._writer = tf.summary.create_file_writer(self.path)
+        return self._writer
+
+    def images(self, tag: str, data: np.ndarray, step: int, description: str | None = None) -> None:
+        """Writes uint8 images `(k, H, W, 3)` as one summary with `k` samples."""
+        import tensorflow as tf
+
+        with self._get().as_default():
+            tf.summary.image(tag, data, step=step, max_outputs=len(data), description=description)
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        """Writes several scalars at `step`."""
+        import tensorflow as tf
+
+        with self._get().as_default():
+            for tag, value in values.items():
+                tf.summary.scalar(tag, float(value), step=step)
+
+    def text(self, tag: str, value: str, step: int) -> None:
+        """Writes a Markdown text summary."""
+        import tensorflow as tf
+
+        with self._get().as_default():
+            tf.summary.text(tag, value, step=step)
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        """Flushes and closes the file; a later write opens a new one."""
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            finally:
+                self._writer = None
