@@ -97,7 +97,8 @@ class ShortcutAlarm:
         worst = tuple((i, float(mass[i])) for i in order)
         listing = ", ".join(f"#{i} ({m:.0%} inside)" for i, m in worst)
         message = (
-            f"Saliency is off the object: at epoch {step}, only {mean_mass:.0%} of the saliency "
+            f"Saliency is off the object: after epoch {step + 1} (step {step}), only "
+            f"{mean_mass:.0%} of the saliency "
             f"mass falls inside the foreground masks on average ({1 - mean_mass:.0%} outside; a "
             f"map that ignores the object would put {mean_chance:.0%} inside), below the "
             f"threshold of {limit:.0%} for {self._streak} logged epoch(s). The model may be using "

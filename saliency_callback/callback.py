@@ -128,7 +128,7 @@ class SaliencyCallback(keras.callbacks.Callback):
         run_name: Sub-directory of `log_dir` for this run. Defaults to `"saliency"`.
         alarm_threshold: With `masks`, warn when the mean mass in mask is below this (a
             fraction, or a multiple of chance with `alarm_relative=True`) for `patience` logged
-            epochs. Defaults to `None` (no alarm).
+            epochs (the pre-training log does not count). Defaults to `None` (no alarm).
         alarm_relative: Whether `alarm_threshold` is relative to chance. Defaults to `False`.
         patience: Logged epochs below the threshold before the alarm fires. Defaults to `1`.
         stop_training: Whether the alarm stops training (`model.stop_training = True`).
@@ -290,7 +290,7 @@ class SaliencyCallback(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self._pending_initial_log:
             self._pending_initial_log = False
-            self._safely(epoch - 1, None)
+            self._safely(epoch - 1, None, initial=True)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         last = self.params.get("epochs") if self.params else None
@@ -307,11 +307,11 @@ class SaliencyCallback(keras.callbacks.Callback):
 
     # -- the epoch's work ----------------------------------------------------------------------
 
-    def _safely(self, step: int, logs: dict[str, Any] | None) -> None:
+    def _safely(self, step: int, logs: dict[str, Any] | None, initial: bool = False) -> None:
         if not getattr(self, "_is_chief", True):
             return
         try:
-            self.log_step(step, logs)
+            self.log_step(step, logs, initial=initial)
         except Exception as err:
             if self.strict:
                 raise
@@ -321,8 +321,16 @@ class SaliencyCallback(keras.callbacks.Callback):
                 stacklevel=2,
             )
 
-    def log_step(self, step: int, logs: dict[str, Any] | None = None) -> Explanation | None:
+    def log_step(
+        self, step: int, logs: dict[str, Any] | None = None, initial: bool = False
+    ) -> Explanation | None:
         """Computes, renders and writes the saliency of the probes at `step`.
+
+        Args:
+            step: The TensorBoard step (the epoch index).
+            logs: Keras's epoch logs, which receive the mask metrics' means.
+            initial: Whether this is the pre-training log, which the alarm ignores (an untrained
+                model looks anywhere).
 
         Returns:
             The `Explanation`, or `None` when the model's outputs were not finite.
@@ -346,13 +354,13 @@ class SaliencyCallback(keras.callbacks.Callback):
         description = self._description()
         self.writer.images("saliency/overview", self.renderer.grid(panels), step, description)
         self.writer.images("saliency/probes", panels, step, description)
-        scalars = self._scalars(result, step, logs)
+        scalars = self._scalars(result, step, logs, initial)
         self.writer.scalars(scalars, step)
         self.writer.flush()
         return result
 
     def _scalars(
-        self, result: Explanation, step: int, logs: dict[str, Any] | None
+        self, result: Explanation, step: int, logs: dict[str, Any] | None, initial: bool
     ) -> dict[str, float]:
         conf = result.confidence
         scalars: dict[str, float] = {"saliency/confidence": float(conf.mean())}
@@ -379,7 +387,8 @@ class SaliencyCallback(keras.callbacks.Callback):
                 scalars[f"saliency/mass_in_mask/probe_{i:02d}"] = float(m)
             assert self._chance is not None
             scalars["saliency/mass_in_mask_chance"] = float(np.nanmean(self._chance))
-            self._update_alarm(step, values["mass_in_mask"], scalars)
+            if not initial:
+                self._update_alarm(step, values["mass_in_mask"], scalars)
         return scalars
 
     def _update_alarm(self, step: int, mass: np.ndarray, scalars: dict[str, float]) -> None:

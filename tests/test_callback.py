@@ -367,7 +367,7 @@ def test_alarm_fires_warns_and_stops_training(tmp_path):
         history = fit(model, cb, epochs=6)
     assert len(history.history["loss"]) == 2  # stopped after the alarm at epoch 1
     messages = [str(w.message) for w in caught if "off the object" in str(w.message)]
-    assert len(messages) == 1 and "epoch 1" in messages[0]
+    assert len(messages) == 1 and "after epoch 2 (step 1)" in messages[0]
     run = read_run(str(tmp_path / "saliency"))
     assert run.scalars["saliency/alarm"] == [(0, 0.0), (1, 1.0)]
     assert run.texts["saliency/alarm_message"][0][0] == 1
