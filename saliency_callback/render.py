@@ -428,7 +428,7 @@ def to_display_rgb(
         out = _scale_to_uint8(x.astype(np.float32), vr)
     if out.shape[-1] == 1:
         out = np.repeat(out, 3, axis=-1)
-    return np.ascontiguousarray(out)
+    return out.copy() if out is x else np.ascontiguousarray(out)  # never alias the input
 
 
 def tile_size(height: int, width: int, min_tile: int = 96, max_tile: int = 160) -> tuple[int, int]:
@@ -585,14 +585,13 @@ def _fit_text(font: FontType, text: str, max_width: float) -> str:
     return cut if _text_width(font, cut) <= max_width else ""
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=256)  # ~20 KB per strip
 def _caption_strip_cached(width: int, text: str, font_size: int) -> Uint8Array:
     font = _font(font_size)
     height = caption_height(font_size)
     img = Image.new("RGB", (width, height), CAPTION_BG_RGB)
     line = " ".join(text.split())  # one line: collapse newlines, tabs and runs of spaces
-    bitmap = not isinstance(font, ImageFont.FreeTypeFont)
-    if bitmap:  # Pillow's bitmap fallback font only encodes latin-1
+    if not isinstance(font, ImageFont.FreeTypeFont):  # the bitmap fallback font is latin-1 only
         line = line.encode("latin-1", "replace").decode("latin-1")
     line = _fit_text(font, line, width - 2 * _CAPTION_MARGIN_X)
     if line:
