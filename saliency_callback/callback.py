@@ -337,6 +337,12 @@ class SaliencyCallback(keras.callbacks.Callback):
         """
         if self._explainer is None or self._prepared is None:
             raise RuntimeError(f"{_NAME}.log_step needs a model: call it during `fit`.")
+        if self.writer.reopen_if_lost():
+            warnings.warn(
+                f"{_NAME}: the log directory {self.writer.path!r} disappeared during training; "
+                "a new event file is started there (earlier steps are lost).",
+                stacklevel=3,
+            )
         x, targets = self._prepared
         result = self._explainer.explain_prepared(x, targets)
         if not (np.isfinite(result.logits).all() and np.isfinite(result.attributions).all()):

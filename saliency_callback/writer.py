@@ -66,6 +66,21 @@ class RunWriter:
     def is_open(self) -> bool:
         return self._writer is not None
 
+    def reopen_if_lost(self) -> bool:
+        """Starts a new event file if the run directory vanished under an open writer.
+
+        A TensorBoard writer whose directory is deleted keeps writing into the unlinked file,
+        losing everything silently; this detects it (for local paths) and returns `True`.
+        """
+        if self._writer is None or "://" in self.path or os.path.isdir(self.path):
+            return False
+        try:
+            self._writer.close()
+        except Exception:  # the file is gone anyway
+            pass
+        self._writer = None
+        return True
+
     def _get(self) -> Any:
         if self._writer is None:
             import tensorflow as tf
