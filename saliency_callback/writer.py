@@ -7,6 +7,7 @@ are flushed after every logged epoch and the file is closed at the end of traini
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -74,10 +75,8 @@ class RunWriter:
         """
         if self._writer is None or "://" in self.path or os.path.isdir(self.path):
             return False
-        try:
+        with contextlib.suppress(Exception):  # the file is gone anyway
             self._writer.close()
-        except Exception:  # the file is gone anyway
-            pass
         self._writer = None
         return True
 
