@@ -185,11 +185,16 @@ class SaliencyCallback(keras.callbacks.Callback):
         self.method = get_method(method)
         self.freq = _positive_int("freq", freq)
         self.batch_size = _positive_int("batch_size", batch_size)
-        if reduction is None:
-            raise ValueError(f"`{_NAME}` expected `reduction` in {postprocess.REDUCTIONS}")
+        if reduction not in postprocess.REDUCTIONS:
+            raise ValueError(
+                f"Unknown `reduction`: received {reduction!r}; expected one of "
+                f"{list(postprocess.REDUCTIONS)}"
+            )
+        if normalize not in ("minmax", "percentile"):
+            raise ValueError(
+                f"Unknown `normalize`: received {normalize!r}; expected 'minmax' or 'percentile'"
+            )
         postprocess.check_options(reduction, normalize, percentile)
-        if normalize is None:
-            raise ValueError(f"`{_NAME}` expected `normalize` in ('minmax', 'percentile')")
         check_log_dir(log_dir)
         if not isinstance(run_name, str) or not run_name or "/" in run_name:
             raise ValueError(f"`{_NAME}` expected a plain `run_name`, received {run_name!r}")
