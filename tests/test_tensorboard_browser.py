@@ -1,0 +1,292 @@
+"""End to end: a real `fit` with `SaliencyCallback`, a real TensorBoard server, a real browser.
+
+Trains a tiny CNN for a few epochs into a temporary log dir, starts `tensorboard` on a free
+loopback port, and checks both the images plugin's data API and what headless Chromium
+(driven by Playwright) renders on the images dashboard: the `saliency` run, the
+`saliency/overview` and `saliency/probes` cards, their decoded PNGs and the step slider.
+
+The browser tests are skipped when `/usr/bin/chromium` or the `playwright` package is missing
+(CI installs both, see `.ci/run`); Playwright's own browser downloads are never used.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import images, tiny_cnn
+from PIL import Image
+
+from saliency_callback.callback import SaliencyCallback
+
+pytestmark = pytest.mark.timeout(120)
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+RUN = "saliency"
+OVERVIEW, PROBES = "saliency/overview", "saliency/probes"
+EPOCHS, NUM_PROBES, SHAPE = 3, 4, (12, 12, 3)
+STEPS = list(range(EPOCHS))  # step e is the end of epoch e
+SERVER_START_S = 45.0  # TensorBoard imports TensorFlow: a few seconds on a slow runner
+HTTP_TIMEOUT_S = 5.0
+UI_TIMEOUT_MS = 20_000
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A log dir holding one `saliency` run with `EPOCHS` logged steps."""
+    path = tmp_path_factory.mktemp("tb_browser_logs")
+    model = tiny_cnn(shape=SHAPE)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(1)
+    x = rng.random((16, *SHAPE)).astype(np.float32)
+    y = rng.integers(0, 3, 16)
+    cb = SaliencyCallback(
+        images(NUM_PROBES, SHAPE),
+        np.array([0, 1, 2, 0]),
+        log_dir=str(path),
+        class_names=["circle", "square", "triangle"],
+        strict=True,
+    )
+    model.fit(x, y, epochs=EPOCHS, batch_size=8, verbose=0, callbacks=[cb])
+    return path
+
+
+# --- TensorBoard server ---------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as response:
+        return response.read()
+
+
+def get_json(url: str) -> Any:
+    return json.loads(get(url))
+
+
+def images_url(base: str, tag: str, sample: int = 0) -> str:
+    query = urllib.parse.urlencode({"run": RUN, "tag": tag, "sample": sample})
+    return f"{base}data/plugin/images/images?{query}"
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Ends the server and its data-server child (its own process group), never hanging."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        except ProcessLookupError:
+            pass
+
+
+def tail(path: Path, n: int = 3000) -> str:
+    return path.read_text(errors="replace")[-n:] if path.exists() else ""
+
+
+@pytest.fixture(scope="module")
+def tensorboard(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of a `tensorboard` serving `log_dir`, once it serves every logged step."""
+    out = tmp_path_factory.mktemp("tb_server") / "tensorboard.log"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "tensorboard.main",
+        "--logdir",
+        str(log_dir),
+        "--port",
+        str(port),
+        "--host",
+        "127.0.0.1",
+        "--samples_per_plugin",
+        "images=100",
+        "--reload_interval",
+        "1",
+    ]
+    with open(out, "wb") as log:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+        )
+    base = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"tensorboard exited with {proc.returncode}:\n{tail(out)}")
+            try:
+                served = [e["step"] for e in get_json(images_url(base, OVERVIEW))]
+                if served == STEPS:
+                    break
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # not listening yet, or the run is not loaded yet
+            if time.monotonic() > deadline:
+                pytest.fail(f"tensorboard not ready after {SERVER_START_S} s:\n{tail(out)}")
+            time.sleep(0.25)
+        yield base
+    finally:
+        stop(proc)
+
+
+# --- browser --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def page(tensorboard: str) -> Iterator[Any]:
+    """Headless Debian Chromium on the images dashboard, with its run list loaded."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} not found (CI installs it: apt-get install chromium)")
+    if importlib.util.find_spec("playwright") is None:
+        pytest.skip("the playwright package is not installed (pip install -e '.[test]')")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=UI_TIMEOUT_MS
+        )
+        try:
+            pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+            pg.set_default_timeout(UI_TIMEOUT_MS)
+            pg.set_default_navigation_timeout(UI_TIMEOUT_MS)
+            pg.goto(f"{tensorboard}#images", wait_until="domcontentloaded")
+            yield pg
+        finally:
+            browser.close()
+
+
+def card(page: Any, tag: str) -> Any:
+    """The image cards (`tf-image-loader`) whose title is exactly `tag`."""
+    title = page.locator("tf-card-heading .heading-label.name").filter(
+        has_text=re.compile(rf"^\s*{re.escape(tag)}\s*$")
+    )
+    return page.locator("tf-image-loader").filter(has=title)
+
+
+def wait_loaded(page: Any, img: Any) -> tuple[int, int]:
+    """Waits until the browser decoded `img`'s current `src`; returns its natural size."""
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0 && img.currentSrc === img.src",
+        arg=img.element_handle(),
+        timeout=UI_TIMEOUT_MS,
+    )
+    width, height = img.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    return int(width), int(height)
+
+
+def png_size(base: str, query: str) -> tuple[int, int]:
+    data = get(f"{base}data/plugin/images/individualImage?{query}")
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return Image.open(io.BytesIO(data)).size
+
+
+# --- tests ----------------------------------------------------------------------------------
+
+
+def test_data_api_serves_every_logged_step_of_both_image_tags(tensorboard):
+    assert get_json(f"{tensorboard}data/runs") == [RUN]
+    tags = get_json(f"{tensorboard}data/plugin/images/tags")
+    assert set(tags) == {RUN}
+    assert set(tags[RUN]) == {OVERVIEW, PROBES}
+    assert tags[RUN][OVERVIEW]["samples"] == 1
+    assert tags[RUN][PROBES]["samples"] == NUM_PROBES
+    for tag, samples in ((OVERVIEW, 1), (PROBES, NUM_PROBES)):
+        for sample in range(samples):
+            entries = get_json(images_url(tensorboard, tag, sample))
+            assert [e["step"] for e in entries] == STEPS, (tag, sample)
+            width, height = png_size(tensorboard, entries[-1]["query"])
+            assert width > 0 and height > 0
+
+
+def test_dashboard_lists_the_saliency_run(page):
+    from playwright.sync_api import expect
+
+    runs = page.locator("tf-runs-selector")
+    expect(runs.get_by_text(RUN, exact=True)).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(runs.locator(f"paper-checkbox#checkbox-{RUN}")).to_have_attribute(
+        "aria-checked", "true", timeout=UI_TIMEOUT_MS
+    )
+
+
+@pytest.mark.parametrize(("tag", "samples"), [(OVERVIEW, 1), (PROBES, NUM_PROBES)])
+def test_dashboard_renders_the_card_images(page, tensorboard, tag, samples):
+    from playwright.sync_api import expect
+
+    cards = card(page, tag)
+    expect(cards).to_have_count(samples, timeout=UI_TIMEOUT_MS)
+    for sample in range(samples):
+        one = cards.nth(sample)
+        expect(one.locator("#heading-run")).to_have_text(RUN, timeout=UI_TIMEOUT_MS)
+        if samples > 1:
+            expect(one).to_contain_text(f"sample: {sample + 1} of {samples}")
+        # The card opens on the last step; its <img> shows that step's PNG, decoded.
+        last = get_json(images_url(tensorboard, tag, sample))[-1]
+        img = one.locator("img")
+        expect(img).to_have_count(1)
+        expect(img).to_have_attribute("src", re.compile(re.escape(last["query"])))
+        assert wait_loaded(page, img) == png_size(tensorboard, last["query"])
+
+
+def test_step_slider_reaches_every_logged_epoch(page, tensorboard):
+    from playwright.sync_api import expect
+
+    overview = card(page, OVERVIEW)
+    entries = get_json(images_url(tensorboard, OVERVIEW))
+    slider = overview.locator("paper-slider#steps")
+    step = overview.locator(".heading-label", has_text=re.compile(r"^\s*step\b"))
+    img = overview.locator("img")
+    expect(slider).to_have_attribute("aria-valuemin", "0", timeout=UI_TIMEOUT_MS)
+    expect(slider).to_have_attribute("aria-valuemax", str(len(STEPS) - 1))
+    # Walk the slider from the last step down to the first and back (leaving the page as it
+    # was for the other tests): at each step the card shows that step's own image, decoded.
+    position = len(STEPS) - 1  # a card opens on its last step
+    for index in [*reversed(range(len(STEPS))), *range(1, len(STEPS))]:
+        if index != position:
+            slider.press("ArrowLeft" if index < position else "ArrowRight")
+            position = index
+        expect(slider).to_have_attribute("aria-valuenow", str(index))
+        expect(step).to_have_text(re.compile(rf"^\s*step\s+{STEPS[index]}\s*$"))
+        expect(img).to_have_attribute("src", re.compile(re.escape(entries[index]["query"])))
+        width, height = wait_loaded(page, img)
+        assert width > 0 and height > 0
