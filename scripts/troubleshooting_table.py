@@ -14,11 +14,11 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "tests"))
 
-import numpy as np  # noqa: E402
-import test_callback as tc  # noqa: E402
-import test_engine as te  # noqa: E402
+import numpy as np
+import test_callback as tc
+import test_engine as te
 
-import saliency_callback as sc  # noqa: E402
+import saliency_callback as sc
 
 
 def message(fn) -> tuple[str, str]:
