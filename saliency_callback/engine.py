@@ -34,6 +34,7 @@ class Explanation:
         outputs: float32 `(N, K)` the model's outputs (activation applied: probabilities for
             softmax/sigmoid heads).
         scores: float32 `(N,)` the explained pre-activation score of each image.
+        kind: The output's activation: `"softmax"`, `"sigmoid"` or `"linear"`.
     """
 
     maps: np.ndarray
@@ -42,16 +43,19 @@ class Explanation:
     logits: np.ndarray
     outputs: np.ndarray
     scores: np.ndarray
+    kind: str = "softmax"
 
     @property
     def confidence(self) -> np.ndarray:
-        """float32 `(N,)`: the model's output for each explained target (its probability for
-        classifiers; for a binary sigmoid, the probability of the explained class)."""
+        """float32 `(N,)`: the model's output for each explained target: its probability for
+        softmax and sigmoid outputs (for a single-unit sigmoid, the probability of the explained
+        class, `1 - p` for class 0), the output value itself for a linear output."""
         n = len(self.targets)
-        if self.outputs.shape[1] == 1:
+        if self.kind == "sigmoid" and self.outputs.shape[1] == 1:
             p = self.outputs[:, 0]
             return np.where(self.targets == 0, 1.0 - p, p).astype(np.float32)
-        return self.outputs[np.arange(n), np.clip(self.targets, 0, None)].astype(np.float32)
+        column = np.clip(self.targets, 0, self.outputs.shape[1] - 1)
+        return self.outputs[np.arange(n), column].astype(np.float32)
 
 
 def _check_model_type(model: Any) -> None:
@@ -159,7 +163,7 @@ class Explainer:
                 "received None; raw attributions are in `Explanation.attributions`"
             )
         postprocess.check_options(reduction, normalize, percentile)
-        self.model = model
+        self._model_ref = weakref.ref(model)  # not a strong ref: caches must not pin models
         self.target = target
         self.batch_size = int(batch_size)
         self.reduction = reduction
@@ -176,6 +180,11 @@ class Explainer:
         self._check_target(target)
         self._ops = backend_tf.GradientOps(self._graph, target if callable(target) else None)
         self._compiled: dict[tuple[int, ...], tuple[Any, Any]] = {}
+
+    @property
+    def model(self) -> keras.Model | None:
+        """The explained model (`None` once it has been garbage-collected)."""
+        return self._model_ref()
 
     def _check_target(self, target: Any) -> None:
         """Validates a fixed target now; `"label"` targets are checked with each call's labels."""
@@ -229,8 +238,8 @@ class Explainer:
         x = _inputs.check_images(images)
         x = _inputs.check_against_model(x, self.input_shape, "images")
         num_classes = self.head.num_classes
-        if labels is not None:
-            _inputs.check_labels(labels, len(x), num_classes or None)
+        if labels is not None and num_classes is not None:  # regression labels are values
+            _inputs.check_labels(labels, len(x), num_classes)
         targets = _inputs.resolve_targets(self.target, len(x), num_classes, labels)
         return x, targets
 
@@ -304,7 +313,7 @@ class Explainer:
             scores = np.where(targets > 0, logits[:, 0], -logits[:, 0]).astype(np.float32)
         else:
             scores = logits[np.arange(len(targets)), targets].astype(np.float32)
-        return Explanation(maps, attributions, targets, logits, outputs, scores)
+        return Explanation(maps, attributions, targets, logits, outputs, scores, self.head.kind)
 
 
 _EXPLAINERS: weakref.WeakKeyDictionary[Any, dict[Any, Explainer]] = weakref.WeakKeyDictionary()

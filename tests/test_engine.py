@@ -281,3 +281,24 @@ def test_bad_input_is_rejected_with_a_clear_message(kwargs, error, match):
     x = kwargs.pop("images", GOOD)
     with pytest.raises(error, match=match):
         sc.compute_saliency(model, x, **kwargs)
+
+
+def test_regression_confidence_is_the_predicted_value_and_labels_may_be_values():
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((6, 5, 3))
+    model = keras.Model(inp, keras.layers.Dense(1)(keras.layers.Flatten()(inp)))
+    x = images(3, (6, 5, 3))
+    result = sc.Explainer(model)(x, labels=[4.2, 1.5, 3.0])
+    np.testing.assert_allclose(result.confidence, model.predict(x, verbose=0)[:, 0], rtol=1e-5)
+
+
+def test_the_compute_saliency_cache_does_not_keep_models_alive():
+    import gc
+    import weakref
+
+    model = tiny_cnn()
+    sc.compute_saliency(model, images(2))
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None
