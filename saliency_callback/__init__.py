@@ -2,23 +2,81 @@
 
 `SaliencyCallback` logs saliency overlays of a fixed probe set to TensorBoard every N epochs;
 `compute_saliency` / `Explainer` are the engine behind it; `metrics` measures how much saliency
-falls on the object; `datasets` generates a synthetic background-shortcut test bed.
+falls on the object; `datasets` generates a synthetic background-shortcut test bed;
+`plot_saliency` draws image | map | overlay in a notebook.
+
+Names are imported on first use, so `import saliency_callback` (and the command line's `--help`)
+does not pay for importing TensorFlow until something needs it.
 """
 
-from saliency_callback.alarm import AlarmEvent, ShortcutAlarm
-from saliency_callback.callback import SaliencyCallback
-from saliency_callback.datasets import ShortcutData, make_shortcut_data, make_shortcut_splits
-from saliency_callback.engine import Explainer, Explanation, compute_saliency
-from saliency_callback.methods import (
-    GradCAM,
-    IntegratedGradients,
-    Method,
-    SmoothGrad,
-    Vanilla,
-)
-from saliency_callback.metrics import chance_level, mass_in_mask, pointing_game, rank_in_mask
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "AlarmEvent": "saliency_callback.alarm",
+    "ShortcutAlarm": "saliency_callback.alarm",
+    "SaliencyCallback": "saliency_callback.callback",
+    "ShortcutData": "saliency_callback.datasets",
+    "make_shortcut_data": "saliency_callback.datasets",
+    "make_shortcut_splits": "saliency_callback.datasets",
+    "Explainer": "saliency_callback.engine",
+    "Explanation": "saliency_callback.engine",
+    "compute_saliency": "saliency_callback.engine",
+    "GradCAM": "saliency_callback.methods",
+    "IntegratedGradients": "saliency_callback.methods",
+    "Method": "saliency_callback.methods",
+    "SmoothGrad": "saliency_callback.methods",
+    "Vanilla": "saliency_callback.methods",
+    "chance_level": "saliency_callback.metrics",
+    "mass_in_mask": "saliency_callback.metrics",
+    "pointing_game": "saliency_callback.metrics",
+    "rank_in_mask": "saliency_callback.metrics",
+    "plot_saliency": "saliency_callback.plotting",
+    "Renderer": "saliency_callback.render",
+}
+
+if TYPE_CHECKING:
+    from saliency_callback.alarm import AlarmEvent, ShortcutAlarm
+    from saliency_callback.callback import SaliencyCallback
+    from saliency_callback.datasets import (
+        ShortcutData,
+        make_shortcut_data,
+        make_shortcut_splits,
+    )
+    from saliency_callback.engine import Explainer, Explanation, compute_saliency
+    from saliency_callback.methods import (
+        GradCAM,
+        IntegratedGradients,
+        Method,
+        SmoothGrad,
+        Vanilla,
+    )
+    from saliency_callback.metrics import (
+        chance_level,
+        mass_in_mask,
+        pointing_game,
+        rank_in_mask,
+    )
+    from saliency_callback.plotting import plot_saliency
+    from saliency_callback.render import Renderer
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'saliency_callback' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "AlarmEvent",
@@ -27,6 +85,7 @@ __all__ = [
     "GradCAM",
     "IntegratedGradients",
     "Method",
+    "Renderer",
     "SaliencyCallback",
     "ShortcutAlarm",
     "ShortcutData",
@@ -38,6 +97,7 @@ __all__ = [
     "make_shortcut_data",
     "make_shortcut_splits",
     "mass_in_mask",
+    "plot_saliency",
     "pointing_game",
     "rank_in_mask",
 ]
