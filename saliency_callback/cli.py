@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import math
 import os
 import shutil
@@ -527,6 +528,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         metavar="N",
         help="at most N timeline columns, evenly spaced, first and last kept (default: all)",
+    )
+    rp.add_argument(
+        "--max-probes",
+        type=_positive_int,
+        metavar="N",
+        help="only the first N probes of each run (default: all)",
     )
     rp.add_argument(
         "--cell-width",
@@ -1216,6 +1223,13 @@ def _run_report(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         runs = report.read_saliency_runs(args.logdir, runs=args.run, progress=progress_factory)
     except report.LogDirError as error:
         raise CLIError(one_line(error)) from None
+    if args.max_probes is not None:
+        runs = [
+            dataclasses.replace(
+                run, panels={s: p[: args.max_probes] for s, p in run.panels.items()}
+            )
+            for run in runs
+        ]
     try:
         report.write_report(
             runs,

@@ -274,6 +274,19 @@ def test_options_max_steps_run_and_cell_width(logs, capsys, tmp_path):
     assert report.select_steps([1, 2], None) == [1, 2]
 
 
+def test_option_max_probes_keeps_the_first_probes(logs, capsys, tmp_path):
+    _, log_dir, _, _ = logs
+    out = tmp_path / "r.html"
+    code = cli.main(["report", str(log_dir), "--out", str(out), "--run", "saliency",
+                     "--max-probes", "1"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    cells = re.findall(r'<td class="cell[^"]*" data-step="(-?\d+)"', out.read_text())
+    assert cells == ["0", "1", "2"]  # one probe row of three steps (three probes without it)
+    expected = expected_runs(log_dir)["saliency"]
+    for step, image in zip((0, 1, 2), data_uri_images(out.read_text()), strict=False):
+        assert image.shape[1] == expected[step][0].shape[1]
+
+
 def test_report_output_errors(logs, capsys, tmp_path):
     _, log_dir, _, _ = logs
     assert cli.main(["report", str(log_dir), "--out", str(tmp_path / "r.txt")]) == 2
