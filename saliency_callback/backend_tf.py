@@ -450,12 +450,17 @@ class GradientOps:
 
 
 def compile_step(
-    point: Callable[..., tuple[Any, Any, Any]], ops: GradientOps, image_shape: tuple[int, ...]
+    point: Callable[..., tuple[Any, Any, Any]],
+    ops: GradientOps,
+    image_shape: tuple[int, ...],
+    points: int = 1,
 ) -> Any:
     """Compiles one chunk of a method's work with a fixed input signature (one trace).
 
     The step gathers the chunk's images and targets from the whole probe batch, so the probes
     are sent to the device once per call and nothing retraces when the chunk size changes.
+    With several points per image, the chunk's (sorted, contiguous) image indices are summed in
+    the graph, so the step returns one contribution per image `index[0] .. index[-1]`.
     """
     spec_x = tf.TensorSpec((None, *image_shape), tf.float32)
     spec_i = tf.TensorSpec((None,), tf.int32)
@@ -465,7 +470,10 @@ def compile_step(
         x = tf.gather(x_all, index)
         targets = tf.gather(t_all, index)
         contrib, logits, resolved = point(ops, x, targets, point_index)
-        return tf.cast(contrib, tf.float32), logits, resolved
+        contrib = tf.cast(contrib, tf.float32)
+        if points > 1:
+            contrib = tf.math.segment_sum(contrib, index - index[0])
+        return contrib, logits, resolved
 
     return step
 

@@ -212,7 +212,9 @@ class Explainer:
             if callable(self.target):
                 backend_tf.check_target_fn(self._ops, image_shape)
             point = self.method.bind(image_shape)  # type: ignore[arg-type]
-            step = backend_tf.compile_step(point, self._ops, image_shape)
+            step = backend_tf.compile_step(
+                point, self._ops, image_shape, self.method.num_points
+            )
             forward = backend_tf.compile_forward(self._ops, image_shape)
             self._compiled[image_shape] = (step, forward)
         return self._compiled[image_shape]
@@ -278,25 +280,29 @@ class Explainer:
             targets = np.concatenate(target_parts).astype(np.int32)
         t_all = tf.convert_to_tensor(targets)
         total = n * points
-        attributions: np.ndarray | None = None
+        parts: list[np.ndarray] = []
         clean_logits, resolved = [], []
         for start in range(0, total, chunk):
             flat = np.arange(start, min(total, start + chunk), dtype=np.int32)
             index, point = flat // points, flat % points
-            contrib_t, lg, tg = step(x_t, index, point, t_all)
-            contrib = contrib_t.numpy()
-            if attributions is None:
-                attributions = np.zeros((n, *contrib.shape[1:]), np.float32)
-            # `index` is sorted: sum the chunk's contributions per image in one pass.
-            starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
-            attributions[index[starts]] += np.add.reduceat(contrib, starts, axis=0)
+            contrib, lg, tg = step(x_t, index, point, t_all)
+            # One row per image index[0] .. index[-1]; an image split across two chunks
+            # contributes a partial sum to each, added below.
+            parts.append(contrib.numpy())
             if self.method.uses_clean_input:
                 clean_logits.append(lg.numpy())
                 resolved.append(tg.numpy())
+        if points == 1:
+            attributions = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        else:
+            attributions = np.zeros((n, *parts[0].shape[1:]), np.float32)
+            for start, part in zip(range(0, total, chunk), parts, strict=True):
+                first = start // points
+                attributions[first : first + len(part)] += part
         if self.method.uses_clean_input:
             logits = np.concatenate(clean_logits)
             targets = np.concatenate(resolved).astype(np.int32)
-        assert attributions is not None and logits is not None  # total >= 1
+        assert logits is not None  # set by the forward pass or the clean-input step
         return self._finish(attributions, targets, logits)
 
     def _finish(self, attributions: np.ndarray, targets: np.ndarray, logits: Any) -> Explanation:

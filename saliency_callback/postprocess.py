@@ -41,13 +41,18 @@ def reduce_channels(attributions: np.ndarray, reduction: Reduction) -> np.ndarra
     Returns:
         float32 `(N, H, W)`.
     """
-    if reduction == "max_abs":
-        out = np.abs(attributions).max(axis=-1)
-    elif reduction == "sum_abs":
-        out = np.abs(attributions).sum(axis=-1)
-    else:
-        out = attributions.sum(axis=-1)
-    return out.astype(np.float32, copy=False)
+    # A loop over the (few) channels: numpy's reductions over a last axis of size 3 are ~20x
+    # slower than elementwise operations on contiguous channel planes.
+    a = np.asarray(attributions, dtype=np.float32)
+    signed = reduction == "signed"
+    out = a[..., 0].copy() if signed else np.abs(a[..., 0])
+    for c in range(1, a.shape[-1]):
+        plane = a[..., c] if signed else np.abs(a[..., c])
+        if reduction == "max_abs":
+            np.maximum(out, plane, out=out)
+        else:
+            out += plane
+    return out
 
 
 def normalize_maps(
@@ -73,7 +78,7 @@ def normalize_maps(
     """
     if normalize is None:
         return maps.astype(np.float32, copy=False)
-    flat = maps.reshape(len(maps), -1).astype(np.float64)
+    flat = maps.reshape(len(maps), -1).astype(np.float32)
     if signed:
         mag = np.abs(flat)
         hi = mag.max(axis=1) if normalize == "minmax" else np.percentile(mag, percentile, axis=1)
