@@ -136,6 +136,12 @@ class SaliencyCallback(keras.callbacks.Callback):
         strict: Re-raise errors of the epoch-end work instead of warning (for tests).
             Defaults to `False`.
 
+    Attributes:
+        probes: The validated probe set (`images`, `labels`, `masks`, and `raw` for display).
+        history: `{"mass_in_mask": [(step, mean), ...], "pointing_game": ..., ...}` of the
+            current `fit` (with masks).
+        alarm_events: The `AlarmEvent`s of the current `fit`.
+
     Raises:
         TypeError, ValueError: In `__init__` for bad arguments, and in `on_train_begin` for
             probes that do not fit the model, naming the argument and the received value.
