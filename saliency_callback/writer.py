@@ -54,14 +54,23 @@ def check_log_dir(log_dir: str, caller: str = "SaliencyCallback") -> None:
 class RunWriter:
     """Writes image and scalar summaries into `log_dir/run`, creating the file lazily.
 
+    Images are PNG-encoded with zlib level `png_compression` (all samples of a summary in one
+    batched op) and written in the exact format of `tf.summary.image`; level 1 encodes about
+    30% faster than TensorFlow's default for a few percent more bytes. Scalars of one call are
+    written by one compiled function per set of tags (an eager `tf.summary.scalar` per value
+    costs ~0.25 ms each).
+
     Args:
         log_dir: The TensorBoard log directory (shared with Keras's `TensorBoard` callback).
         run: The run's sub-directory name. Defaults to `"saliency"`.
+        png_compression: zlib level 0-9 of the PNGs. Defaults to `1`.
     """
 
-    def __init__(self, log_dir: str, run: str = "saliency") -> None:
+    def __init__(self, log_dir: str, run: str = "saliency", png_compression: int = 1) -> None:
         self.path = os.path.join(os.fspath(log_dir), run)
+        self.png_compression = int(png_compression)
         self._writer: Any = None
+        self._scalar_fns: dict[tuple[str, ...], Any] = {}
 
     @property
     def is_open(self) -> bool:
@@ -77,8 +86,12 @@ class RunWriter:
             return False
         with contextlib.suppress(Exception):  # the file is gone anyway
             self._writer.close()
-        self._writer = None
+        self._forget()
         return True
+
+    def _forget(self) -> None:
+        self._writer = None
+        self._scalar_fns = {}  # compiled against the old writer
 
     def _get(self) -> Any:
         if self._writer is None:
@@ -88,19 +101,39 @@ class RunWriter:
         return self._writer
 
     def images(self, tag: str, data: np.ndarray, step: int, description: str | None = None) -> None:
-        """Writes uint8 images `(k, H, W, 3)` as one summary with `k` samples."""
+        """Writes uint8 images `(k, H, W, 3)` as one image summary with `k` samples."""
         import tensorflow as tf
+        from tensorboard.plugins.image import metadata as image_metadata
 
+        pngs = tf.image.encode_png(data, compression=self.png_compression)
+        height, width = data.shape[1:3]
+        tensor = tf.concat([tf.constant([str(width), str(height)]), pngs], axis=0)
+        meta = image_metadata.create_summary_metadata(display_name=None, description=description)
         with self._get().as_default():
-            tf.summary.image(tag, data, step=step, max_outputs=len(data), description=description)
+            tf.summary.write(tag, tensor, step=step, metadata=meta)
 
     def scalars(self, values: dict[str, float], step: int) -> None:
-        """Writes several scalars at `step`."""
+        """Writes several scalars at `step` with one compiled call."""
         import tensorflow as tf
 
-        with self._get().as_default():
-            for tag, value in values.items():
-                tf.summary.scalar(tag, float(value), step=step)
+        tags = tuple(values)
+        writer = self._get()
+        fn = self._scalar_fns.get(tags)
+        if fn is None:
+
+            @tf.function(
+                input_signature=[
+                    tf.TensorSpec((len(tags),), tf.float32),
+                    tf.TensorSpec((), tf.int64),
+                ]
+            )
+            def fn(vector: tf.Tensor, at: tf.Tensor) -> None:
+                with writer.as_default():
+                    for i, tag in enumerate(tags):
+                        tf.summary.scalar(tag, vector[i], step=at)
+
+            self._scalar_fns[tags] = fn
+        fn(np.array([values[t] for t in tags], np.float32), np.int64(step))
 
     def text(self, tag: str, value: str, step: int) -> None:
         """Writes a Markdown text summary."""
@@ -119,4 +152,4 @@ class RunWriter:
             try:
                 self._writer.close()
             finally:
-                self._writer = None
+                self._forget()
