@@ -127,12 +127,12 @@ class RunWriter:
                     tf.TensorSpec((), tf.int64),
                 ]
             )
-            def fn(vector: tf.Tensor, at: tf.Tensor) -> None:
+            def write_all(vector: tf.Tensor, at: tf.Tensor) -> None:
                 with writer.as_default():
                     for i, tag in enumerate(tags):
                         tf.summary.scalar(tag, vector[i], step=at)
 
-            self._scalar_fns[tags] = fn
+            fn = self._scalar_fns[tags] = write_all
         fn(np.array([values[t] for t in tags], np.float32), np.int64(step))
 
     def text(self, tag: str, value: str, step: int) -> None:
