@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from saliency_callback import inputs as _inputs
+from saliency_callback import metrics as _metrics
 
 DEFAULT_NUM_PROBES = 16
 
@@ -68,13 +69,7 @@ def check_masks(masks: Any, shape: tuple[int, ...]) -> np.ndarray:
         arr = arr[..., 0]
     if arr.shape != shape:
         raise ValueError(f"expected `masks` of shape {shape}, received {arr.shape}")
-    if arr.dtype != bool:
-        values = np.unique(arr)
-        if not np.isin(values, (0, 1)).all():
-            raise ValueError(
-                f"expected binary `masks` (bool or 0/1), received values {values[:6].tolist()}"
-            )
-    return arr.astype(bool)
+    return _metrics.check_masks(arr)
 
 
 def load_probes(

@@ -283,7 +283,7 @@ BAD_CALLBACK_INPUTS = [
         ValueError,
         r"expected `masks` of shape \(4, 12, 12\), received \(4, 6, 6\)",
     ),
-    ("masks values", dict(masks=np.full((4, 12, 12), 0.5)), ValueError, "binary `masks`"),
+    ("masks values", dict(masks=np.full((4, 12, 12), 0.5)), ValueError, "only 0 and 1"),
     ("label target w/o labels", dict(target="label"), ValueError, "no `labels`"),
     ("alarm without masks", dict(alarm_threshold=0.5), ValueError, "no `masks`"),
     (
