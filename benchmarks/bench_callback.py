@@ -90,57 +90,30 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras
 import numpy as np
 import tensorflow as tf
+from _common import (
+    NUM_CLASSES,
+    NUM_PROBES,
+    WORKLOADS,
+    GradientReference,
+    Workload,
+    dir_bytes,
+    environment,
+    full_callback,
+    relative_diff,
+    small_cnn,
+    timed,
+)
 from PIL import Image
 from tensorboard.plugins.image import metadata as tb_image_metadata
 
 from saliency_callback import GradCAM, SaliencyCallback, make_shortcut_data
 
-NUM_PROBES = 32
-NUM_CLASSES = 10
 TARGETS = {"cnn": 1.30, "mobilenet": 1.15}
 FIT_TARGET_PCT = 2.0
 FIT_IMAGES = 10_000
 
 
 # -- workloads --------------------------------------------------------------------------------
-
-
-def small_cnn(shape: tuple[int, int, int], num_classes: int = NUM_CLASSES) -> keras.Model:
-    """Conv(16) -> pool -> Conv(32) -> pool -> Conv(64) -> GAP -> Dense(softmax).
-
-    The same model as `bench_engine.py`'s small CNN.
-    """
-    keras.utils.set_random_seed(0)
-    inp = keras.Input(shape)
-    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inp)
-    x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(x)
-    x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Conv2D(64, 3, padding="same", activation="relu", name="last_conv")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    out = keras.layers.Dense(num_classes, activation="softmax", name="head")(x)
-    return keras.Model(inp, out, name="small_cnn")
-
-
-def mobilenet(size: int) -> keras.Model:
-    keras.utils.set_random_seed(0)
-    return keras.applications.MobileNetV2(
-        input_shape=(size, size, 3), weights=None, classes=NUM_CLASSES
-    )
-
-
-@dataclass(frozen=True)
-class Workload:
-    name: str
-    build: Callable[[], keras.Model]
-    size: int
-    gradcam_layer: str
-
-
-WORKLOADS = {
-    "cnn": Workload("cnn", lambda: small_cnn((64, 64, 3)), 64, "last_conv"),
-    "mobilenet": Workload("mobilenet", lambda: mobilenet(96), 96, "out_relu"),
-}
 
 
 def make_probes(size: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
@@ -160,47 +133,12 @@ def make_method(name: str, workload: Workload) -> Any:
 # -- the reference: bare gradients + the same image summaries ---------------------------------
 
 
-class Reference:
-    """Hand-written compiled gradient code and a separate summary writer (no callback code)."""
+class Reference(GradientReference):
+    """Bare compiled gradients and a separate summary writer (no callback code)."""
 
     def __init__(self, model: keras.Model, gradcam_layer: str, log_dir: str) -> None:
-        head = model.layers[-1]
-        if not isinstance(head, keras.layers.Dense):
-            raise ValueError(f"expected a Dense head, received {type(head).__name__}")
-        self.head = head
-        self.features = keras.Model(model.inputs, head.input)
-        self.cam_features = keras.Model(
-            model.inputs, [model.get_layer(gradcam_layer).output, head.input]
-        )
-        shape = tuple(int(d) for d in model.inputs[0].shape[1:])
-        self.shape = shape
-        spec_x = tf.TensorSpec((None, *shape), tf.float32)
-        self.vanilla_fn = tf.function(self._vanilla, input_signature=[spec_x])
-        self.gradcam_fn = tf.function(self._gradcam, input_signature=[spec_x])
+        super().__init__(model, gradcam_layer)
         self.writer = tf.summary.create_file_writer(log_dir)
-
-    def _logits(self, features: tf.Tensor) -> tf.Tensor:
-        return tf.matmul(features, self.head.kernel) + self.head.bias
-
-    def _vanilla(self, x: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            logits = self._logits(self.features(x, training=False))
-            targets = tf.argmax(logits, axis=-1, output_type=tf.int32)
-            score = tf.gather(logits, targets, axis=1, batch_dims=1)
-        return tape.gradient(score, x)
-
-    def _gradcam(self, x: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            acts, features = self.cam_features(x, training=False)
-            tape.watch(acts)
-            logits = self._logits(features)
-            targets = tf.argmax(logits, axis=-1, output_type=tf.int32)
-            score = tf.gather(logits, targets, axis=1, batch_dims=1)
-        grads = tape.gradient(score, acts)
-        weights = tf.reduce_mean(grads, axis=[1, 2], keepdims=True)
-        cam = tf.nn.relu(tf.reduce_sum(weights * acts, axis=-1, keepdims=True))
-        return tf.image.resize(cam, self.shape[:2], method="bilinear")
 
     def gradients(self, method: str, x: tf.Tensor) -> np.ndarray:
         fn = self.gradcam_fn if method == "gradcam" else self.vanilla_fn
@@ -288,25 +226,6 @@ def instrumented(cb: SaliencyCallback, times: dict[str, float]) -> Iterator[None
 # -- measurement ------------------------------------------------------------------------------
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
-    out = fn()
-    return (time.perf_counter() - start) * 1e3, out
-
-
-def dir_bytes(path: str) -> int:
-    total = 0
-    for root, _, files in os.walk(path):
-        total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
-    return total
-
-
-def relative_diff(a: np.ndarray, b: np.ndarray) -> float:
-    a = np.asarray(a, np.float64).reshape(b.shape)
-    scale = float(np.max(np.abs(b))) or 1.0
-    return float(np.max(np.abs(a - b))) / scale
-
-
 @dataclass
 class Row:
     workload: str
@@ -382,9 +301,9 @@ def bench_case(
             ref.write(written, epoch)
 
         with capture_images(cb, written):
-            callback_first, _ = timed(run_callback)  # traces the engine, opens the event file
+            callback_first, _, _ = timed(run_callback)  # traces the engine, opens the event file
         traces_first = cb._explainer.tracing_count
-        reference_first, _ = timed(run_reference)  # traces the reference, opens its file
+        reference_first, _, _ = timed(run_reference)  # traces the reference, opens its file
         result = cb._explainer.explain_prepared(*cb._prepared)  # type: ignore[misc]
         expected = ref.gradients(method, x)
         check = (
@@ -619,10 +538,9 @@ class Gate(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if epoch in self.enabled:
             times: dict[str, float] = defaultdict(float)
-            cpu = time.process_time()
             with instrumented(self.inner, times):
-                ms, _ = timed(lambda: self.inner.on_epoch_end(epoch, logs))
-            self.epoch_end_cpu_ms[epoch] = (time.process_time() - cpu) * 1e3
+                ms, cpu_ms, _ = timed(lambda: self.inner.on_epoch_end(epoch, logs))
+            self.epoch_end_cpu_ms[epoch] = cpu_ms
             self.epoch_end_ms[epoch] = ms
             times["other (captions, scalar values, checks)"] = ms - sum(times.values())
             self.pieces[epoch] = dict(times)
@@ -668,14 +586,7 @@ def bench_fit(epochs_each: int) -> bool:
     enabled = {e for e, on in enumerate(schedule) if on}
     tmp = tempfile.mkdtemp(prefix="bench_callback_fit_")
     try:
-        cb = SaliencyCallback(
-            probes.images,
-            labels=probes.labels,
-            masks=probes.masks,
-            class_names=list(probes.class_names),
-            log_dir=tmp,
-            strict=True,
-        )
+        cb = full_callback(probes, tmp)
         gate = Gate(cb, enabled)
         timer = EpochTimer()
         model.fit(
@@ -840,8 +751,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     print(
-        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPUs, "
-        f"load average {os.getloadavg()[0]:.1f}; {NUM_PROBES} probes ({args.probes}), "
+        f"{environment()}; {NUM_PROBES} probes ({args.probes}), "
         "callback defaults (target='predicted', sigma=1, min_tile=64, max_tile=160)"
     )
     if args.fit:

@@ -73,7 +73,6 @@ import pstats
 import resource
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -84,6 +83,17 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras
 import numpy as np
 import tensorflow as tf
+from _common import (
+    NUM_PROBES,
+    WORKLOADS,
+    GradientReference,
+    Workload,
+    environment,
+    mobilenet,
+    relative_diff,
+    small_cnn,
+    timed,
+)
 
 from saliency_callback import (
     Explainer,
@@ -93,8 +103,6 @@ from saliency_callback import (
     Vanilla,
 )
 
-NUM_PROBES = 32
-NUM_CLASSES = 10
 SMOOTH_SAMPLES = 20
 SMOOTH_LEVEL = 0.15
 SMOOTH_SEED = 0
@@ -102,60 +110,15 @@ IG_STEPS = 32
 TARGET = 1.10
 
 
-# -- workloads --------------------------------------------------------------------------------
-
-
-def small_cnn(shape: tuple[int, int, int], stem_stride: int = 1) -> keras.Model:
-    """Conv(16) -> pool -> Conv(32) -> pool -> Conv(64) -> GAP -> Dense(10, softmax)."""
-    keras.utils.set_random_seed(0)
-    inp = keras.Input(shape)
-    x = keras.layers.Conv2D(16, 3, strides=stem_stride, padding="same", activation="relu")(inp)
-    x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(x)
-    x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Conv2D(64, 3, padding="same", activation="relu", name="last_conv")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    out = keras.layers.Dense(NUM_CLASSES, activation="softmax", name="head")(x)
-    return keras.Model(inp, out, name="small_cnn")
-
-
-def mobilenet(size: int) -> keras.Model:
-    keras.utils.set_random_seed(0)
-    return keras.applications.MobileNetV2(
-        input_shape=(size, size, 3), weights=None, classes=NUM_CLASSES
-    )
-
-
-@dataclass(frozen=True)
-class Workload:
-    name: str
-    build: Callable[[], keras.Model]
-    gradcam_layer: str
-
-
-WORKLOADS = {
-    "cnn": Workload("cnn", lambda: small_cnn((64, 64, 3)), "last_conv"),
-    "mobilenet": Workload("mobilenet", lambda: mobilenet(96), "out_relu"),
-}
-
-
 # -- the bare TensorFlow reference ------------------------------------------------------------
 
 
-class Reference:
-    """Hand-written compiled gradient code for one model (no engine code involved)."""
+class Reference(GradientReference):
+    """The bare reference of every method: also SmoothGrad and IG, as loops and fused."""
 
     def __init__(self, model: keras.Model, gradcam_layer: str) -> None:
-        head = model.layers[-1]
-        if not isinstance(head, keras.layers.Dense):
-            raise ValueError(f"expected a Dense head, received {type(head).__name__}")
-        self.head = head
-        self.features = keras.Model(model.inputs, head.input)
-        self.cam_features = keras.Model(
-            model.inputs, [model.get_layer(gradcam_layer).output, head.input]
-        )
-        shape = tuple(int(d) for d in model.inputs[0].shape[1:])
-        self.shape = shape
+        super().__init__(model, gradcam_layer)
+        shape = self.shape
         bank = np.random.default_rng(SMOOTH_SEED).standard_normal((SMOOTH_SAMPLES, *shape))
         self.bank = tf.constant(bank.astype(np.float32))
         self.noise = [tf.constant(b) for b in bank.astype(np.float32)]
@@ -164,18 +127,13 @@ class Reference:
         spec_t = tf.TensorSpec((None,), tf.int32)
         spec_img = tf.TensorSpec(shape, tf.float32)
         spec_a = tf.TensorSpec((), tf.float32)
-        self.vanilla_fn = tf.function(self._vanilla, input_signature=[spec_x])
         self.predict_fn = tf.function(self._predict, input_signature=[spec_x])
         self.smooth_fn = tf.function(self._smooth_batch, input_signature=[spec_x, spec_t, spec_img])
         self.ig_fn = tf.function(self._ig_batch, input_signature=[spec_x, spec_t, spec_a])
         self.smooth_fused_fn = tf.function(self._smooth_fused, input_signature=[spec_x])
         self.ig_fused_fn = tf.function(self._ig_fused, input_signature=[spec_x])
-        self.gradcam_fn = tf.function(self._gradcam, input_signature=[spec_x])
 
     # traced bodies
-
-    def _logits(self, features: tf.Tensor) -> tf.Tensor:
-        return tf.matmul(features, self.head.kernel) + self.head.bias
 
     def _predict(self, x: tf.Tensor) -> tf.Tensor:
         logits = self._logits(self.features(x, training=False))
@@ -185,14 +143,6 @@ class Reference:
         with tf.GradientTape() as tape:
             tape.watch(x)
             logits = self._logits(self.features(x, training=False))
-            score = tf.gather(logits, targets, axis=1, batch_dims=1)
-        return tape.gradient(score, x)
-
-    def _vanilla(self, x: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            logits = self._logits(self.features(x, training=False))
-            targets = tf.argmax(logits, axis=-1, output_type=tf.int32)
             score = tf.gather(logits, targets, axis=1, batch_dims=1)
         return tape.gradient(score, x)
 
@@ -222,18 +172,6 @@ class Reference:
         grads = self._grad(path, tf.tile(targets, [IG_STEPS]))
         grads = tf.reshape(grads, (IG_STEPS, -1, *self.shape))
         return x * tf.reduce_sum(grads, axis=0) / IG_STEPS
-
-    def _gradcam(self, x: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            acts, features = self.cam_features(x, training=False)
-            tape.watch(acts)
-            logits = self._logits(features)
-            targets = tf.argmax(logits, axis=-1, output_type=tf.int32)
-            score = tf.gather(logits, targets, axis=1, batch_dims=1)
-        grads = tape.gradient(score, acts)
-        weights = tf.reduce_mean(grads, axis=[1, 2], keepdims=True)
-        cam = tf.nn.relu(tf.reduce_sum(weights * acts, axis=-1, keepdims=True))
-        return tf.image.resize(cam, self.shape[:2], method="bilinear")
 
     # host-side runs (what a user of bare TensorFlow would write)
 
@@ -321,19 +259,6 @@ class Row:
         if self.target is None:
             return "info"
         return "PASS" if self.ratio <= self.target else "FAIL"
-
-
-def timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
-    """Returns (wall ms, process CPU ms over all threads, result)."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    out = fn()
-    return (time.perf_counter() - wall) * 1e3, (time.process_time() - cpu) * 1e3, out
-
-
-def relative_diff(a: np.ndarray, b: np.ndarray) -> float:
-    a = np.asarray(a, np.float64).reshape(b.shape)
-    scale = float(np.max(np.abs(b))) or 1.0
-    return float(np.max(np.abs(a - b))) / scale
 
 
 def compare(
@@ -592,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory", action="store_true", help="peak RSS of a large SmoothGrad")
     parser.add_argument("--profile", action="store_true", help="cProfile one engine call each")
     args = parser.parse_args(argv)
-    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPUs")
+    print(environment())
     if args.memory:
         bench_memory(args.workload or "cnn")
         return 0

@@ -41,31 +41,14 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import keras
-import numpy as np
-import tensorflow as tf
+from _common import NUM_PROBES, dir_bytes, environment, full_callback, small_cnn
 
-from saliency_callback import SaliencyCallback, make_shortcut_data
+from saliency_callback import make_shortcut_data
 
-NUM_PROBES = 32
 RSS_EPOCH = 10
 RSS_GROWTH_LIMIT_MB = 50.0
 TREND_LIMIT = 1.25
 BLOCK = 20
-
-
-def small_cnn(shape: tuple[int, int, int], num_classes: int) -> keras.Model:
-    """Conv(16) -> pool -> Conv(32) -> pool -> Conv(64) -> GAP -> Dense(softmax)."""
-    keras.utils.set_random_seed(0)
-    inp = keras.Input(shape)
-    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inp)
-    x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(x)
-    x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Conv2D(64, 3, padding="same", activation="relu", name="last_conv")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    out = keras.layers.Dense(num_classes, activation="softmax", name="head")(x)
-    return keras.Model(inp, out, name="small_cnn")
 
 
 def rss_mb() -> float:
@@ -76,13 +59,6 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024.0  # kB
     raise RuntimeError("no VmRSS in /proc/self/status")
-
-
-def dir_bytes(path: str) -> int:
-    total = 0
-    for root, _, files in os.walk(path):
-        total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
-    return total
 
 
 def verdict(ok: bool) -> str:
@@ -96,14 +72,7 @@ def soak(epochs: int, train: bool) -> bool:
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     tmp = tempfile.mkdtemp(prefix="soak_callback_")
     try:
-        cb = SaliencyCallback(
-            probes.images,
-            labels=probes.labels,
-            masks=probes.masks,
-            class_names=list(probes.class_names),
-            log_dir=tmp,
-            strict=True,
-        )
+        cb = full_callback(probes, tmp)
         cb.set_model(model)
         cb.set_params({"epochs": epochs, "verbose": 0, "steps": 1})
         cb.on_train_begin()
@@ -189,8 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs <= BLOCK:
         parser.error(f"--epochs must be > {BLOCK}")
     print(
-        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, numpy {np.__version__}, "
-        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; small CNN, "
+        f"{environment()}; small CNN, "
         f"{NUM_PROBES} probes 64x64x3 with labels and masks, {args.epochs} logged epochs, "
         f"{'no training' if args.no_train else 'one train_on_batch step'} between epoch ends"
     )

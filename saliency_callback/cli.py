@@ -22,11 +22,11 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import numpy as np
 
@@ -255,21 +255,40 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
+_T = TypeVar("_T", int, float)
+
+
+def _parse_number(
+    text: str, convert: Callable[[str], _T], form: str, valid: Callable[[_T], bool], rule: str
+) -> _T:
+    """`convert(text)` if it is `valid`.
+
+    Raises:
+        argparse.ArgumentTypeError: "expected {form}" when `text` does not convert, "expected
+            {rule}" when the value is not `valid`.
+    """
+    try:
+        value = convert(text)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"expected {form}, received {text!r}") from None
+    if not valid(value):
+        raise argparse.ArgumentTypeError(f"expected {rule}, received {text!r}")
+    return value
+
+
 def parse_scale(text: str) -> float:
     """Parses a positive number or fraction such as `"1/255"` or `"0.5"`.
 
     Raises:
         argparse.ArgumentTypeError: For anything else.
     """
-    try:
-        value = float(Fraction(text.strip()))
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(
-            f"expected a number or a fraction such as 1/255, received {text!r}"
-        ) from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive scale, received {text!r}")
-    return value
+    return _parse_number(
+        text,
+        lambda t: float(Fraction(t.strip())),
+        "a number or a fraction such as 1/255",
+        lambda v: math.isfinite(v) and v > 0,
+        "a positive scale",
+    )
 
 
 def parse_target(text: str) -> str | int:
@@ -280,37 +299,19 @@ def parse_target(text: str) -> str | int:
     """
     if text == "predicted":
         return text
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected 'predicted' or a class index, received {text!r}"
-        ) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a class index >= 0, received {text!r}")
-    return value
+    return _parse_number(
+        text, int, "'predicted' or a class index", lambda v: v >= 0, "a class index >= 0"
+    )
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive integer, received {text!r}"
-        ) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}")
-    return value
+    return _parse_number(text, int, "a positive integer", lambda v: v >= 1, "a positive integer")
 
 
 def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, received {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, received {text!r}")
-    return value
+    return _parse_number(
+        text, float, "a number", lambda v: math.isfinite(v) and v >= 0, "a number >= 0"
+    )
 
 
 def _alpha(text: str) -> float:

@@ -212,9 +212,7 @@ class Explainer:
             if callable(self.target):
                 backend_tf.check_target_fn(self._ops, image_shape)
             point = self.method.bind(image_shape)  # type: ignore[arg-type]
-            step = backend_tf.compile_step(
-                point, self._ops, image_shape, self.method.num_points
-            )
+            step = backend_tf.compile_step(point, self._ops, image_shape, self.method.num_points)
             forward = backend_tf.compile_forward(self._ops, image_shape)
             self._compiled[image_shape] = (step, forward)
         return self._compiled[image_shape]

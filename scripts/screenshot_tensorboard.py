@@ -15,46 +15,37 @@ Needs `/usr/bin/chromium` (`apt-get install chromium`) and `playwright` (the tes
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
 import os
 import re
 import shlex
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.parse
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
-import keras
 import numpy as np
+from shortcut_demo import build_model  # the demo's small CNN
+from tensorboard_browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    OVERVIEW,
+    PROBES,
+    RUN,
+    launch_chromium,
+    missing_browser,
+    served_steps,
+    tensorboard,
+)
 
 from saliency_callback.callback import SaliencyCallback
 from saliency_callback.datasets import make_shortcut_splits
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "docs" / "images" / "tensorboard_dashboard.png"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-RUN, OVERVIEW, PROBES = "saliency", "saliency/overview", "saliency/probes"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -66,9 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, default=48, help="image side, px (%(default)s)")
     parser.add_argument("--num-probes", type=int, default=8, help="test probes (%(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="data and model seed (%(default)s)")
-    parser.add_argument(
-        "--chromium", default="/usr/bin/chromium", help="browser binary (%(default)s)"
-    )
+    parser.add_argument("--chromium", default=CHROMIUM, help="browser binary (%(default)s)")
     parser.add_argument("--width", type=int, default=1400, help="viewport (%(default)s)")
     parser.add_argument("--height", type=int, default=1000, help="viewport (%(default)s)")
     parser.add_argument(
@@ -88,23 +77,6 @@ def say(*parts: Any) -> None:
 
 
 # --- training -------------------------------------------------------------------------------
-
-
-def build_model(image_size: int, num_classes: int, seed: int) -> keras.Model:
-    """A small CNN: three conv blocks, global average pooling, a softmax head."""
-    keras.utils.set_random_seed(seed)
-    inp = keras.Input((image_size, image_size, 3))
-    x = inp
-    for filters in (16, 32, 64):
-        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
-        x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    out = keras.layers.Dense(num_classes, activation="softmax")(x)
-    model = keras.Model(inp, out)
-    model.compile(
-        keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", metrics=["accuracy"]
-    )
-    return model
 
 
 def train(args: argparse.Namespace, log_dir: str) -> list[int]:
@@ -143,81 +115,6 @@ def train(args: argparse.Namespace, log_dir: str) -> list[int]:
     return list(range(args.epochs))
 
 
-# --- TensorBoard ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.loads(response.read())
-
-
-def served_steps(base: str, tag: str) -> list[int]:
-    query = urllib.parse.urlencode({"run": RUN, "tag": tag, "sample": 0})
-    return [e["step"] for e in get_json(f"{base}data/plugin/images/images?{query}")]
-
-
-@contextmanager
-def tensorboard(log_dir: str, steps: list[int], timeout: float) -> Iterator[str]:
-    """Serves `log_dir`; yields the base URL once every logged step is served."""
-    port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "tensorboard.main",
-        "--logdir",
-        log_dir,
-        "--port",
-        str(port),
-        "--host",
-        "127.0.0.1",
-        "--samples_per_plugin",
-        "images=100",
-        "--reload_interval",
-        "1",
-    ]
-    say("$", shlex.join(cmd))
-    fd, log_name = tempfile.mkstemp(prefix="tensorboard_", suffix=".log")
-    with os.fdopen(fd, "wb") as log:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    say(f"  (its output goes to {log_name})")
-    base = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"tensorboard exited with {proc.returncode}, see {log_name}")
-            try:
-                if all(served_steps(base, tag) == steps for tag in (OVERVIEW, PROBES)):
-                    break
-            except (OSError, ValueError, KeyError, TypeError):
-                pass  # not listening yet, or the run is not loaded yet
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"tensorboard not ready after {timeout} s, see {log_name}")
-            time.sleep(0.25)
-        yield base
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)  # its own group: it and its data server
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        except ProcessLookupError:
-            pass  # already gone
-
-
 # --- screenshot -----------------------------------------------------------------------------
 
 
@@ -229,7 +126,7 @@ def screenshot(args: argparse.Namespace, base: str, out: Path) -> None:
     say("$", shlex.join([args.chromium, *CHROMIUM_ARGS]), "# via playwright.sync_api")
     say("  open", url, f"at {args.width}x{args.height}")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS, timeout=ms)
+        browser = launch_chromium(p, args.chromium, timeout=ms)
         try:
             page = browser.new_page(viewport={"width": args.width, "height": args.height})
             page.set_default_timeout(ms)
@@ -279,11 +176,9 @@ def screenshot(args: argparse.Namespace, base: str, out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     say("$", shlex.join([sys.executable, *sys.argv]))
-    if not os.path.exists(args.chromium):
-        say(f"error: {args.chromium} not found (apt-get install chromium)")
-        return 2
-    if importlib.util.find_spec("playwright") is None:
-        say("error: the playwright package is missing (pip install -e '.[test]')")
+    missing = missing_browser(args.chromium)
+    if missing:
+        say(f"error: {missing}")
         return 2
     log_dir = args.logdir or tempfile.mkdtemp(prefix="saliency_tb_")
     if any(Path(log_dir, RUN).glob("events.out.tfevents.*")):
@@ -291,7 +186,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     steps = train(args, log_dir)
     out = Path(args.out).resolve()
-    with tensorboard(log_dir, steps, args.timeout) as base:
+
+    def ready(base: str) -> bool:  # every logged step of both tags is served
+        return all(served_steps(base, tag) == steps for tag in (OVERVIEW, PROBES))
+
+    with tensorboard(log_dir, ready, args.timeout) as base:
         screenshot(args, base, out)
     say(f"wrote {out}")
     return 0

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# The TensorBoard server and Chromium helpers live with the script that also uses them.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 import keras
 import numpy as np

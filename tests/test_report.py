@@ -11,9 +11,6 @@ import html
 import io
 import os
 import re
-import shutil
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -22,38 +19,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import images, tiny_cnn
+from helpers import ERROR_PREFIX, assert_one_line_error, console_script, run_parallel
 from PIL import Image
 from tb_events import read_run
+from tensorboard_browser import launch_chromium, missing_browser
 
 from saliency_callback import cli, report
 from saliency_callback.callback import SaliencyCallback
 
 SHAPE = (12, 12, 3)
-CHROMIUM = "/usr/bin/chromium"
-ERROR_PREFIX = "saliency-callback: error: "
-
-
-def console_script() -> list[str]:
-    name = "saliency-callback.exe" if os.name == "nt" else "saliency-callback"
-    local = Path(sys.executable).parent / name
-    found = str(local) if local.exists() else shutil.which("saliency-callback")
-    assert found, "the console script is missing: run `pip install -e .`"
-    return [found]
-
-
-def run_parallel(commands: dict[str, list[str]], cwd: Path) -> dict[str, tuple[int, str, str]]:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
-    procs = {
-        key: subprocess.Popen(
-            cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        for key, cmd in commands.items()
-    }
-    results = {}
-    for key, proc in procs.items():
-        out, err = proc.communicate(timeout=300)
-        results[key] = (proc.returncode, out, err)
-    return results
 
 
 def fit(model, callbacks, epochs):
@@ -117,10 +91,10 @@ def data_uri_images(text: str) -> list[np.ndarray]:
 
 def test_report_html_holds_every_step_of_every_saliency_run(logs):
     root, log_dir, watched, results = logs
-    code, stdout, stderr = results["ok"]
-    assert code == 0, stderr
-    assert "Traceback" not in stderr
-    assert stdout.split() == ["out/report.html", "out/timeline.png"]
+    ok = results["ok"]
+    assert ok.returncode == 0, ok.stderr
+    assert "Traceback" not in ok.stderr
+    assert ok.stdout.split() == ["out/report.html", "out/timeline.png"]
     text = (root / "out" / "report.html").read_text(encoding="utf-8")
     expected = expected_runs(log_dir)
     # Self-contained: no script, no external resource.
@@ -161,7 +135,7 @@ def test_report_html_holds_every_step_of_every_saliency_run(logs):
 
 def test_report_png_holds_the_timeline(logs):
     root, log_dir, _, results = logs
-    assert results["ok"][0] == 0
+    assert results["ok"].returncode == 0
     timeline = np.asarray(Image.open(root / "out" / "timeline.png").convert("RGB"))
     expected = expected_runs(log_dir)
     ph, pw, _ = expected["saliency"][0][0].shape
@@ -195,34 +169,22 @@ def _find(canvas: np.ndarray, patch: np.ndarray) -> bool:
 )
 def test_report_errors_are_one_line_exit_1_and_write_nothing(logs, case, words):
     root, _, _, results = logs
-    code, _, stderr = results[case]
-    assert code == 1 and "Traceback" not in stderr
-    errors = [line for line in stderr.splitlines() if line.startswith(ERROR_PREFIX)]
-    assert len(errors) == 1 and stderr.strip().splitlines()[-1] == errors[0]
-    for word in words:
-        assert word in errors[0]
+    assert_one_line_error(results[case], 1, *words)
     assert not (root / f"{case}.html").exists()
     assert not [p for p in root.iterdir() if p.name.startswith(".saliency-report")]
 
 
 def test_report_opens_in_headless_chromium(logs):
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is not installed")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    missing = missing_browser()
+    if missing:
+        pytest.skip(missing)
+    from playwright.sync_api import sync_playwright
+
     root, _, _, results = logs
-    assert results["ok"][0] == 0
+    assert results["ok"].returncode == 0
     url = (root / "out" / "report.html").resolve().as_uri()
-    args = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-    ]
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
         try:
             page = browser.new_page()
             page.goto(url, wait_until="load")

@@ -11,19 +11,9 @@ The browser tests are skipped when `/usr/bin/chromium` or the `playwright` packa
 
 from __future__ import annotations
 
-import importlib.util
 import io
-import json
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,28 +22,26 @@ import numpy as np
 import pytest
 from conftest import images, tiny_cnn
 from PIL import Image
+from tensorboard_browser import (
+    OVERVIEW,
+    PROBES,
+    RUN,
+    get,
+    get_json,
+    images_url,
+    launch_chromium,
+    missing_browser,
+    served_steps,
+    tensorboard,
+)
 
 from saliency_callback.callback import SaliencyCallback
 
 pytestmark = pytest.mark.timeout(120)
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-RUN = "saliency"
-OVERVIEW, PROBES = "saliency/overview", "saliency/probes"
 EPOCHS, NUM_PROBES, SHAPE = 3, 4, (12, 12, 3)
 STEPS = list(range(EPOCHS))  # step e is the end of epoch e
 SERVER_START_S = 45.0  # TensorBoard imports TensorFlow: a few seconds on a slow runner
-HTTP_TIMEOUT_S = 5.0
 UI_TIMEOUT_MS = 20_000
 
 
@@ -83,114 +71,39 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --- TensorBoard server ---------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as response:
-        return response.read()
-
-
-def get_json(url: str) -> Any:
-    return json.loads(get(url))
-
-
-def images_url(base: str, tag: str, sample: int = 0) -> str:
-    query = urllib.parse.urlencode({"run": RUN, "tag": tag, "sample": sample})
-    return f"{base}data/plugin/images/images?{query}"
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """Ends the server and its data-server child (its own process group), never hanging."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        except ProcessLookupError:
-            pass
-
-
-def tail(path: Path, n: int = 3000) -> str:
-    return path.read_text(errors="replace")[-n:] if path.exists() else ""
-
-
 @pytest.fixture(scope="module")
-def tensorboard(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of a `tensorboard` serving `log_dir`, once it serves every logged step."""
     out = tmp_path_factory.mktemp("tb_server") / "tensorboard.log"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "tensorboard.main",
-        "--logdir",
+    with tensorboard(
         str(log_dir),
-        "--port",
-        str(port),
-        "--host",
-        "127.0.0.1",
-        "--samples_per_plugin",
-        "images=100",
-        "--reload_interval",
-        "1",
-    ]
-    with open(out, "wb") as log:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env=env,
-        )
-    base = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"tensorboard exited with {proc.returncode}:\n{tail(out)}")
-            try:
-                served = [e["step"] for e in get_json(images_url(base, OVERVIEW))]
-                if served == STEPS:
-                    break
-            except (OSError, ValueError, KeyError, TypeError):
-                pass  # not listening yet, or the run is not loaded yet
-            if time.monotonic() > deadline:
-                pytest.fail(f"tensorboard not ready after {SERVER_START_S} s:\n{tail(out)}")
-            time.sleep(0.25)
+        lambda base: served_steps(base, OVERVIEW) == STEPS,
+        SERVER_START_S,
+        log_file=str(out),
+        env=env,
+    ) as base:
         yield base
-    finally:
-        stop(proc)
 
 
 # --- browser --------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def page(tensorboard: str) -> Iterator[Any]:
+def page(server: str) -> Iterator[Any]:
     """Headless Debian Chromium on the images dashboard, with its run list loaded."""
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} not found (CI installs it: apt-get install chromium)")
-    if importlib.util.find_spec("playwright") is None:
-        pytest.skip("the playwright package is not installed (pip install -e '.[test]')")
+    missing = missing_browser()
+    if missing:
+        pytest.skip(missing)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=UI_TIMEOUT_MS
-        )
+        browser = launch_chromium(p, timeout=UI_TIMEOUT_MS)
         try:
             pg = browser.new_page(viewport={"width": 1400, "height": 1000})
             pg.set_default_timeout(UI_TIMEOUT_MS)
             pg.set_default_navigation_timeout(UI_TIMEOUT_MS)
-            pg.goto(f"{tensorboard}#images", wait_until="domcontentloaded")
+            pg.goto(f"{server}#images", wait_until="domcontentloaded")
             yield pg
         finally:
             browser.close()
@@ -224,18 +137,18 @@ def png_size(base: str, query: str) -> tuple[int, int]:
 # --- tests ----------------------------------------------------------------------------------
 
 
-def test_data_api_serves_every_logged_step_of_both_image_tags(tensorboard):
-    assert get_json(f"{tensorboard}data/runs") == [RUN]
-    tags = get_json(f"{tensorboard}data/plugin/images/tags")
+def test_data_api_serves_every_logged_step_of_both_image_tags(server):
+    assert get_json(f"{server}data/runs") == [RUN]
+    tags = get_json(f"{server}data/plugin/images/tags")
     assert set(tags) == {RUN}
     assert set(tags[RUN]) == {OVERVIEW, PROBES}
     assert tags[RUN][OVERVIEW]["samples"] == 1
     assert tags[RUN][PROBES]["samples"] == NUM_PROBES
     for tag, samples in ((OVERVIEW, 1), (PROBES, NUM_PROBES)):
         for sample in range(samples):
-            entries = get_json(images_url(tensorboard, tag, sample))
+            entries = get_json(images_url(server, tag, sample))
             assert [e["step"] for e in entries] == STEPS, (tag, sample)
-            width, height = png_size(tensorboard, entries[-1]["query"])
+            width, height = png_size(server, entries[-1]["query"])
             assert width > 0 and height > 0
 
 
@@ -250,7 +163,7 @@ def test_dashboard_lists_the_saliency_run(page):
 
 
 @pytest.mark.parametrize(("tag", "samples"), [(OVERVIEW, 1), (PROBES, NUM_PROBES)])
-def test_dashboard_renders_the_card_images(page, tensorboard, tag, samples):
+def test_dashboard_renders_the_card_images(page, server, tag, samples):
     from playwright.sync_api import expect
 
     cards = card(page, tag)
@@ -261,18 +174,18 @@ def test_dashboard_renders_the_card_images(page, tensorboard, tag, samples):
         if samples > 1:
             expect(one).to_contain_text(f"sample: {sample + 1} of {samples}")
         # The card opens on the last step; its <img> shows that step's PNG, decoded.
-        last = get_json(images_url(tensorboard, tag, sample))[-1]
+        last = get_json(images_url(server, tag, sample))[-1]
         img = one.locator("img")
         expect(img).to_have_count(1)
         expect(img).to_have_attribute("src", re.compile(re.escape(last["query"])))
-        assert wait_loaded(page, img) == png_size(tensorboard, last["query"])
+        assert wait_loaded(page, img) == png_size(server, last["query"])
 
 
-def test_step_slider_reaches_every_logged_epoch(page, tensorboard):
+def test_step_slider_reaches_every_logged_epoch(page, server):
     from playwright.sync_api import expect
 
     overview = card(page, OVERVIEW)
-    entries = get_json(images_url(tensorboard, OVERVIEW))
+    entries = get_json(images_url(server, OVERVIEW))
     slider = overview.locator("paper-slider#steps")
     step = overview.locator(".heading-label", has_text=re.compile(r"^\s*step\b"))
     img = overview.locator("img")
