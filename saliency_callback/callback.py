@@ -6,6 +6,7 @@ The callback only wires parts together: `probes` (validated arrays), `engine` (m
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -368,7 +369,7 @@ class SaliencyCallback(keras.callbacks.Callback):
             return None
         captions = self._captions(result)
         panels = self.renderer.panels(self.probes.raw, result.maps, captions)
-        description = self._description()
+        description = self._description
         self.writer.images("saliency/overview", self.renderer.grid(panels), step, description)
         self.writer.images("saliency/probes", panels, step, description)
         scalars = self._scalars(result, step, logs, initial)
@@ -388,7 +389,9 @@ class SaliencyCallback(keras.callbacks.Callback):
             scalars["saliency/probe_accuracy"] = float((predicted == self._label_ids).mean())
         masks = self.probes.masks
         if masks is not None:
-            raw = postprocess.reduce_channels(result.attributions, self.reduction)
+            raw = result.reduced
+            if raw is None:
+                raw = postprocess.reduce_channels(result.attributions, self.reduction)
             values = {
                 "mass_in_mask": _metrics.mass_in_mask(raw, masks),
                 "pointing_game": _metrics.pointing_game(raw, masks),
@@ -459,6 +462,7 @@ class SaliencyCallback(keras.callbacks.Callback):
             captions.append(text)
         return captions
 
+    @functools.cached_property
     def _description(self) -> str:
         target = getattr(self.target, "__name__", None) if callable(self.target) else None
         target_text = f"callable `{target}`" if target else f"`{self.target!r}`"

@@ -35,6 +35,8 @@ class Explanation:
             softmax/sigmoid heads).
         scores: float32 `(N,)` the explained pre-activation score of each image.
         kind: The output's activation: `"softmax"`, `"sigmoid"` or `"linear"`.
+        reduced: float32 `(N, H, W)` the attributions reduced over channels, before
+            normalisation (what mask metrics should measure); `None` if not computed.
     """
 
     maps: np.ndarray
@@ -44,6 +46,7 @@ class Explanation:
     outputs: np.ndarray
     scores: np.ndarray
     kind: str = "softmax"
+    reduced: np.ndarray | None = None
 
     @property
     def confidence(self) -> np.ndarray:
@@ -307,9 +310,9 @@ class Explainer:
         from saliency_callback import backend_tf
 
         logits = np.asarray(logits, np.float32)
-        maps = postprocess.reduce_channels(attributions, self.reduction)  # type: ignore[arg-type]
+        reduced = postprocess.reduce_channels(attributions, self.reduction)  # type: ignore[arg-type]
         signed = self.reduction == "signed"
-        maps = postprocess.normalize_maps(maps, self.normalize, self.percentile, signed=signed)
+        maps = postprocess.normalize_maps(reduced, self.normalize, self.percentile, signed=signed)
         outputs = backend_tf.activate(logits, self.head.kind).astype(np.float32)
         if callable(self.target):
             scores = np.full(len(targets), np.nan, np.float32)
@@ -317,7 +320,9 @@ class Explainer:
             scores = np.where(targets > 0, logits[:, 0], -logits[:, 0]).astype(np.float32)
         else:
             scores = logits[np.arange(len(targets)), targets].astype(np.float32)
-        return Explanation(maps, attributions, targets, logits, outputs, scores, self.head.kind)
+        return Explanation(
+            maps, attributions, targets, logits, outputs, scores, self.head.kind, reduced
+        )
 
 
 _EXPLAINERS: weakref.WeakKeyDictionary[Any, dict[Any, Explainer]] = weakref.WeakKeyDictionary()
