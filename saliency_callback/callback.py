@@ -243,6 +243,8 @@ class SaliencyCallback(keras.callbacks.Callback):
         self._prepared: tuple[np.ndarray, np.ndarray] | None = None
         self._pending_initial_log = False
         self._chance: np.ndarray | None = None
+        self._label_ids: np.ndarray | None = None
+        self._is_chief = True
 
     # -- validation ----------------------------------------------------------------------------
 
@@ -320,7 +322,7 @@ class SaliencyCallback(keras.callbacks.Callback):
     # -- the epoch's work ----------------------------------------------------------------------
 
     def _safely(self, step: int, logs: dict[str, Any] | None, initial: bool = False) -> None:
-        if not getattr(self, "_is_chief", True):
+        if not self._is_chief:
             return
         try:
             self.log_step(step, logs, initial=initial)
