@@ -15,20 +15,36 @@ place only when everything succeeded, so a failure leaves nothing half-written b
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import math
 import os
-import shutil
 import sys
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import IO, Any, TypeVar
 
 import numpy as np
+
+from saliency_callback.explain_files import (
+    ExplainError,
+    ExplainJob,
+    SummaryRow,
+    batches,
+    staged_directory,
+    write_summary,
+)
+from saliency_callback.loading import (
+    ImageFile,
+    LoadError,
+    load_model,
+    load_pixels,
+    load_saved_model,
+    model_input,
+    open_images,
+    read_class_names,
+    resolve_size,
+)
 
 PROG = "saliency-callback"
 METHODS = ("vanilla", "smoothgrad", "integrated_gradients", "gradcam")
@@ -164,70 +180,6 @@ class _Console:
         if not self.quiet:
             self.err.write(f"{PROG}: note: {message}\n")
             self.err.flush()
-
-
-# --------------------------------------------------------------------------------------------
-# Writing outputs all at once.
-# --------------------------------------------------------------------------------------------
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _nearest_existing_dir(path: str) -> str:
-    probe = os.path.abspath(path)
-    while not os.path.isdir(probe):
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            break
-        probe = parent
-    return probe
-
-
-@contextmanager
-def staged_directory(out_dir: str) -> Iterator[str]:
-    """Yields an empty staging directory whose files are moved into `out_dir` on success.
-
-    The staging directory is created next to `out_dir` (same file system, so the moves are
-    renames). When the block raises (or is interrupted), the staging directory is removed and
-    `out_dir` is left as it was. Existing files of `out_dir` with other names are kept; files
-    of the same name are replaced.
-
-    Args:
-        out_dir: The output directory; created (with its parents) on success if missing.
-
-    Yields:
-        The staging directory's path.
-
-    Raises:
-        CLIError: If `out_dir` is a file or cannot be written.
-    """
-    target = os.path.abspath(out_dir)
-    if os.path.exists(target) and not os.path.isdir(target):
-        raise CLIError(f"--out {out_dir!r} is a file, expected a directory")
-    base = target if os.path.isdir(target) else _nearest_existing_dir(os.path.dirname(target))
-    try:
-        stage = tempfile.mkdtemp(prefix=".saliency-callback-", dir=base)
-    except OSError as err:
-        raise CLIError(f"cannot write to {out_dir!r}: {one_line(err)}") from None
-    try:
-        yield stage
-        if not os.path.isdir(target):
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            if os.path.dirname(stage) == os.path.dirname(target):
-                os.chmod(stage, 0o777 & ~_umask())  # mkdtemp made it private
-                os.rename(stage, target)
-                return
-            os.makedirs(target, exist_ok=True)
-        for name in sorted(os.listdir(stage)):
-            os.replace(os.path.join(stage, name), os.path.join(target, name))
-    except OSError as err:
-        raise CLIError(f"cannot write to {out_dir!r}: {one_line(err)}") from None
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -595,323 +547,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class ImageFile:
-    """One input image: its position, path, output name and size (after EXIF rotation)."""
-
-    index: int
-    path: str
-    name: str
-    width: int
-    height: int
-
-
-@dataclass
-class ModelInput:
-    """The model's input: `(height, width, channels)`, `None` where any size is accepted."""
-
-    height: int | None
-    width: int | None
-    channels: int | None
-    notes: list[str] = field(default_factory=list)
-
-
-def _unique_names(paths: Sequence[str]) -> list[str]:
-    """Output names from file names without extension, made unique (`a`, `a-2`, ...)."""
-    seen: dict[str, int] = {}
-    names = []
-    for path in paths:
-        stem = os.path.splitext(os.path.basename(path))[0] or "image"
-        count = seen.get(stem, 0) + 1
-        seen[stem] = count
-        names.append(stem if count == 1 else f"{stem}-{count}")
-    # A generated "a-2" could collide with a real file named "a-2": number those again.
-    taken: set[str] = set()
-    for i, name in enumerate(names):
-        candidate, k = name, 1
-        while candidate in taken:
-            k += 1
-            candidate = f"{name}-{k}"
-        taken.add(candidate)
-        names[i] = candidate
-    return names
-
-
-def _open_images(paths: Sequence[str]) -> list[ImageFile]:
-    """Checks that every path exists and is an image (reads headers only).
-
-    Raises:
-        CLIError: For a missing file, a directory or a file that is not an image.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    files = []
-    for index, (path, name) in enumerate(zip(paths, _unique_names(paths), strict=True)):
-        if not os.path.exists(path):
-            raise CLIError(f"image file not found: {path}")
-        if os.path.isdir(path):
-            raise CLIError(f"expected an image file, received a directory: {path}")
-        try:
-            with Image.open(path) as img:
-                files.append(ImageFile(index, path, name, img.width, img.height))
-        except UnidentifiedImageError:
-            raise CLIError(f"not an image (or a format Pillow cannot read): {path}") from None
-        except OSError as err:
-            raise CLIError(f"cannot read image {path}: {one_line(err)}") from None
-    return files
-
-
-def _pil_mode(channels: int | None) -> str:
-    return {1: "L", 3: "RGB", 4: "RGBA"}.get(channels or 3, "RGB")
-
-
-def load_pixels(
-    item: ImageFile, size: tuple[int, int] | None, channels: int | None
-) -> tuple[np.ndarray, np.ndarray, bool, bool]:
-    """Decodes an image file, converts it to the model's channels and resizes it.
-
-    Sets `item.width` and `item.height` to the size after EXIF rotation. The preprocessing is:
-    `ImageOps.exif_transpose`, `convert` to `"L"`/`"RGB"`/`"RGBA"`,
-    `resize((W, H), BILINEAR)` when the size differs. 16-bit images are scaled to 8 bits.
-
-    Args:
-        item: The image file.
-        size: `(height, width)` to resize to, or `None` to keep the image's size.
-        channels: The model's channels (1, 3 or 4; `None` means 3).
-
-    Returns:
-        `(pixels uint8 (H, W, C), display uint8 RGB (H, W, 3), resized, converted)`.
-
-    Raises:
-        CLIError: If the file cannot be decoded.
-    """
-    from PIL import Image, ImageOps
-
-    mode = _pil_mode(channels)
-    try:
-        with Image.open(item.path) as opened:
-            img = ImageOps.exif_transpose(opened) or opened
-            img.load()
-            item.width, item.height = img.size
-            original_mode = img.mode
-            if img.mode in ("I", "F") or img.mode.startswith("I;16"):
-                wide = np.asarray(img, dtype=np.float64)
-                if wide.max(initial=0) > 255:
-                    wide = wide / 257.0
-                img = Image.fromarray(np.clip(np.round(wide), 0, 255).astype(np.uint8), "L")
-            converted = original_mode != mode and not (original_mode == "P" and mode == "RGB")
-            img = img.convert(mode)
-            resized = False
-            if size is not None and (img.height, img.width) != tuple(size):
-                img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-                resized = True
-            pixels = np.asarray(img, dtype=np.uint8)
-            display = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError) as err:
-        raise CLIError(f"cannot decode image {item.path}: {one_line(err)}") from None
-    if pixels.ndim == 2:
-        pixels = pixels[..., None]
-    return pixels, display, resized, converted
-
-
-def _read_class_names(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    if os.path.isfile(text):
-        try:
-            with open(text, encoding="utf-8") as fh:
-                names = [line.strip() for line in fh if line.strip()]
-        except (OSError, UnicodeDecodeError) as err:
-            raise CLIError(f"cannot read --class-names file {text}: {one_line(err)}") from None
-    else:
-        names = [n.strip() for n in text.split(",")]
-    if not names or any(not n for n in names):
-        raise CLIError(f"--class-names has an empty name: {text!r}", 2)
-    return names
-
-
-def _savedmodel_input_specs(fn: Any) -> list[Any]:
-    import tensorflow as tf
-
-    sig = getattr(fn, "structured_input_signature", None)
-    if sig is None:
-        sig = getattr(fn, "input_signature", None)
-    if sig is None:
-        concrete = list(getattr(fn, "concrete_functions", []) or [])
-        sig = concrete[0].structured_input_signature if concrete else None
-    return [s for s in tf.nest.flatten(sig) if isinstance(s, tf.TensorSpec)]
-
-
-def load_saved_model(path: str, endpoint: str | None = None) -> Any:
-    """Loads a TF SavedModel directory as a Keras model (`keras.layers.TFSMLayer` inside).
-
-    Keras 3 cannot `load_model` a SavedModel; the endpoint (`serve` as written by
-    `model.export`, else `serving_default`) is wrapped in a functional model with the
-    endpoint's input shape. Its output is used as it is: SavedModels keep no pre-activation
-    logits, so gradients are those of the saved output (probabilities for a softmax head).
-
-    Args:
-        path: The SavedModel directory.
-        endpoint: The endpoint to call. Defaults to `None` (`serve`, else `serving_default`).
-
-    Returns:
-        A `keras.Model` with one image input and one output.
-
-    Raises:
-        CLIError: If it cannot be loaded, or its endpoint is not one image tensor in and one
-            tensor out.
-    """
-    import keras
-    import tensorflow as tf
-
-    try:
-        loaded = tf.saved_model.load(path)
-    except Exception as err:
-        raise CLIError(f"cannot load the SavedModel {path}: {one_line(err)}") from None
-    signatures = list(getattr(loaded, "signatures", {}).keys())
-    if endpoint is None:
-        if hasattr(loaded, "serve"):
-            endpoint = "serve"
-        elif "serving_default" in signatures:
-            endpoint = "serving_default"
-        elif signatures:
-            endpoint = signatures[0]
-        else:
-            raise CLIError(
-                f"the SavedModel {path} has no 'serve' endpoint and no signatures; export it "
-                "with model.export(path) or save it as .keras"
-            )
-    try:
-        layer = keras.layers.TFSMLayer(path, call_endpoint=endpoint)
-    except Exception as err:
-        raise CLIError(f"cannot load the SavedModel {path}: {one_line(err)}") from None
-    specs = _savedmodel_input_specs(layer.call_endpoint_fn)
-    if len(specs) != 1:
-        raise CLIError(
-            f"the SavedModel endpoint {endpoint!r} takes {len(specs)} tensors; expected one "
-            "image batch"
-        )
-    spec = specs[0]
-    if spec.shape.rank is None:
-        raise CLIError(f"the SavedModel endpoint {endpoint!r} has an input of unknown rank")
-    inp = keras.Input(shape=tuple(spec.shape)[1:], dtype=spec.dtype.name, name="image")
-    out = layer(inp)
-    if isinstance(out, dict):
-        if len(out) != 1:
-            raise CLIError(
-                f"the SavedModel endpoint {endpoint!r} has {len(out)} outputs "
-                f"({', '.join(sorted(out))}); expected one"
-            )
-        out = next(iter(out.values()))
-    elif isinstance(out, (list, tuple)):
-        if len(out) != 1:
-            raise CLIError(
-                f"the SavedModel endpoint {endpoint!r} has {len(out)} outputs; expected one"
-            )
-        out = out[0]
-    name = os.path.basename(os.path.normpath(path)) or "saved_model"
-    safe = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
-    return keras.Model(inp, out, name=safe or "saved_model")
-
-
-def load_model(path: str, endpoint: str | None = None) -> Any:
-    """Loads a `.keras`/`.h5` file or a SavedModel directory for explaining.
-
-    Args:
-        path: The model file or directory.
-        endpoint: SavedModel endpoint (see `load_saved_model`). Defaults to `None`.
-
-    Returns:
-        A `keras.Model`.
-
-    Raises:
-        CLIError: If the path is missing or is not a Keras model.
-    """
-    import keras
-
-    if not os.path.exists(path):
-        raise CLIError(f"model not found: {path}")
-    if os.path.isdir(path):
-        if os.path.isfile(os.path.join(path, "saved_model.pb")):
-            return load_saved_model(path, endpoint)
-        raise CLIError(
-            f"not a Keras model: {path} is a directory without saved_model.pb; expected a "
-            ".keras file or a SavedModel directory"
-        )
-    if not path.endswith((".keras", ".h5", ".hdf5")):
-        raise CLIError(
-            f"not a Keras model: {path}; expected a .keras (or .h5) file or a SavedModel directory"
-        )
-    with open(path, "rb") as fh:
-        magic = fh.read(8)
-    if path.endswith(".keras") and not magic.startswith(b"PK"):
-        raise CLIError(f"not a Keras model: {path} is not a .keras (zip) archive")
-    if path.endswith((".h5", ".hdf5")) and magic != b"\x89HDF\r\n\x1a\n":
-        raise CLIError(f"not a Keras model: {path} is not an HDF5 file")
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except Exception as err:
-        raise CLIError(f"not a Keras model (cannot load {path}): {one_line(err)}") from None
-    if not isinstance(model, keras.Model):
-        raise CLIError(f"not a Keras model: {path} holds a {type(model).__name__}")
-    return model
-
-
-def model_input(model: Any) -> ModelInput:
-    """Reads the image input shape of a model.
-
-    Raises:
-        CLIError: If the model does not take one `(batch, H, W, C)` image input with 1, 3 or 4
-            channels.
-    """
-    try:
-        inputs = model.inputs
-    except (AttributeError, ValueError):
-        inputs = None
-    if not inputs:
-        raise CLIError("the model has no known input shape; save it with a keras.Input")
-    if len(inputs) != 1:
-        raise CLIError(
-            f"the model's input does not fit images: it takes {len(inputs)} inputs, expected "
-            "one image batch"
-        )
-    shape = tuple(inputs[0].shape)
-    if len(shape) != 4:
-        raise CLIError(
-            f"the model's input does not fit images: its input shape is {shape}, expected "
-            "(batch, height, width, channels)"
-        )
-    _, h, w, c = shape
-    if c is not None and c not in (1, 3, 4):
-        raise CLIError(
-            f"the model's input does not fit images: it expects {c} channels, images have "
-            "1 (grayscale), 3 (RGB) or 4 (RGBA)"
-        )
-    return ModelInput(h, w, c)
-
-
-def _resolve_size(requested: tuple[int, int] | None, spec: ModelInput) -> tuple[int, int] | None:
-    fixed = (spec.height, spec.width)
-    if requested is not None:
-        for got, want, what in zip(requested, fixed, ("height", "width"), strict=True):
-            if want is not None and got != want:
-                raise CLIError(
-                    f"the model's input does not fit the images: --size "
-                    f"{requested[0]}x{requested[1]} but the model expects {what} {want} "
-                    f"(input {spec.height}x{spec.width})"
-                )
-        return requested
-    if spec.height is not None and spec.width is not None:
-        return spec.height, spec.width
-    if spec.height is not None or spec.width is not None:
-        raise CLIError(
-            f"the model fixes only one side of its input ({spec.height}x{spec.width}); pass "
-            "--size HxW"
-        )
-    return None
-
-
 def _build_method(args: argparse.Namespace) -> Any:
+    """The saliency method of `--method`, with its options.
+
+    Raises:
+        CLIError: (exit status 2) for an option of another method.
+    """
     from saliency_callback.methods import GradCAM, IntegratedGradients, SmoothGrad, Vanilla
 
     if args.layer is not None and args.method != "gradcam":
@@ -929,46 +570,8 @@ def _build_method(args: argparse.Namespace) -> Any:
     return Vanilla()
 
 
-def _format_value(value: float) -> str:
-    return f"{value:.4g}"
-
-
-@dataclass
-class _Row:
-    file: str
-    predicted: str
-    confidence: str
-    target: str
-    peak_x: int
-    peak_y: int
-
-
-def _predictions(
-    outputs: np.ndarray, head: Any, names: list[str] | None
-) -> tuple[list[Any], list[str], list[float]]:
-    """Predicted class ids (or values), their display text and confidence (NaN: regression)."""
-    n = len(outputs)
-    if head.num_classes is None:  # one linear unit: regression
-        values = [float(v) for v in outputs[:, 0]]
-        return values, [_format_value(v) for v in values], [math.nan] * n
-    if outputs.shape[1] == 1:  # binary sigmoid
-        p = outputs[:, 0]
-        ids = (p > 0.5).astype(int)
-        conf = np.where(ids == 1, p, 1.0 - p)
-    else:
-        ids = outputs.argmax(axis=1)
-        conf = outputs[np.arange(n), ids]
-    text = [_class_name(int(i), names) for i in ids]
-    return [int(i) for i in ids], text, [float(c) for c in conf]
-
-
-def _class_name(index: int, names: list[str] | None) -> str:
-    if names is not None and 0 <= index < len(names):
-        return names[index]
-    return str(index)
-
-
-def _print_table(rows: list[_Row], show_target: bool, out: IO[str]) -> None:
+def _print_table(rows: list[SummaryRow], show_target: bool, out: IO[str]) -> None:
+    """Prints the rows as a table with aligned columns (`explained` only with `--target`)."""
     header = ["file", "predicted", "confidence"]
     if show_target:
         header.append("explained")
@@ -987,25 +590,30 @@ def _print_table(rows: list[_Row], show_target: bool, out: IO[str]) -> None:
     out.flush()
 
 
-def _save_png(path: str, array: np.ndarray) -> None:
-    from PIL import Image
-
-    Image.fromarray(np.ascontiguousarray(array)).save(path, format="PNG")
-
-
 def _run_explain(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    """Runs `explain`; errors in its inputs and outputs become `CLIError`s."""
+    try:
+        return _explain(args, out, err)
+    except LoadError as error:
+        raise CLIError(str(error), 2 if error.usage else 1) from None
+    except ExplainError as error:
+        raise CLIError(str(error)) from None
+
+
+def _explain(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    """Checks the inputs, explains the images in batches, writes the files, prints the table."""
     console = _Console(err, args.quiet)
-    class_names = _read_class_names(args.class_names)
+    class_names = read_class_names(args.class_names)
     method = _build_method(args)
     if not os.path.exists(args.model):
         raise CLIError(f"model not found: {args.model}")
-    files = _open_images(args.images)
+    files = open_images(args.images)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise CLIError(f"--out {args.out!r} is a file, expected a directory")
 
     model = load_model(args.model, args.endpoint)
     spec = model_input(model)
-    size = _resolve_size(args.size, spec)
+    size = resolve_size(args.size, spec)
 
     from saliency_callback.engine import Explainer
     from saliency_callback.render import Renderer
@@ -1046,14 +654,24 @@ def _run_explain(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             "pixel values are fed as 0..255 (use --scale 1/255 for models trained on [0, 1])"
         )
 
-    job = _ExplainJob(args, explainer, renderer, class_names, method.name)
+    job = ExplainJob(
+        explainer,
+        renderer,
+        class_names,
+        method.name,
+        scale=args.scale,
+        offset=args.offset,
+        sigma=args.sigma,
+        colormap=args.colormap,
+        alpha=args.alpha,
+    )
     progress = Progress("explain", len(files), "images", stream=err, enabled=not args.quiet)
-    rows: dict[int, _Row] = {}
+    rows: dict[int, SummaryRow] = {}
     resized_count = converted_count = 0
     with staged_directory(args.out) as stage:
         done = 0
         progress.update(0)
-        for group in _groups(files, size, args.batch_size):
+        for group in batches(files, size, args.batch_size):
             by_shape: dict[tuple[int, ...], list[tuple[ImageFile, np.ndarray, np.ndarray]]] = {}
             for item in group:
                 px, disp, was_resized, was_converted = load_pixels(item, size, spec.channels)
@@ -1064,7 +682,7 @@ def _run_explain(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                 rows.update(job.explain(stage, entries))
             done += len(group)
             progress.update(done)
-        _write_summary(os.path.join(stage, "summary.csv"), [rows[i] for i in sorted(rows)])
+        write_summary(os.path.join(stage, "summary.csv"), [rows[i] for i in sorted(rows)])
     progress.close()
     if resized_count and size is not None:
         source = "--size" if args.size is not None else "the model's input size"
@@ -1083,120 +701,6 @@ def _run_explain(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         f"wrote the explanations of {len(rows)} image{'s' if len(rows) != 1 else ''} to {args.out}"
     )
     return 0
-
-
-def _groups(
-    files: list[ImageFile], size: tuple[int, int] | None, batch_size: int
-) -> Iterator[list[ImageFile]]:
-    """Batches of files that share one input size (all when `size` is fixed)."""
-    if size is not None:
-        for start in range(0, len(files), batch_size):
-            yield files[start : start + batch_size]
-        return
-    by_shape: dict[tuple[int, int], list[ImageFile]] = {}
-    for item in files:
-        by_shape.setdefault((item.height, item.width), []).append(item)
-    for members in by_shape.values():
-        for start in range(0, len(members), batch_size):
-            yield members[start : start + batch_size]
-
-
-class _ExplainJob:
-    """Explains batches of decoded images of one shape and writes their files."""
-
-    def __init__(
-        self,
-        args: argparse.Namespace,
-        explainer: Any,
-        renderer: Any,
-        class_names: list[str] | None,
-        method_name: str,
-    ) -> None:
-        self.args = args
-        self.explainer = explainer
-        self.renderer = renderer
-        self.class_names = class_names
-        self.method_name = method_name
-
-    def explain(
-        self, stage: str, entries: list[tuple[ImageFile, np.ndarray, np.ndarray]]
-    ) -> dict[int, _Row]:
-        """Explains the images and writes their four files into `stage`; returns their rows."""
-        from saliency_callback.render import colorize, gaussian_smooth, overlay
-
-        args = self.args
-        x = np.stack([px for _, px, _ in entries]).astype(np.float32) * np.float32(args.scale)
-        x += np.float32(args.offset)
-        display = np.stack([disp for _, _, disp in entries])
-        try:
-            result = self.explainer(x)
-        except (ValueError, TypeError) as error:
-            raise CLIError(
-                f"the model's input does not fit the images: {one_line(error)}"
-            ) from None
-        except Exception as error:  # raised by the model itself on these inputs
-            raise CLIError(
-                f"the model failed on the images ({type(error).__name__}): {one_line(error)}"
-            ) from None
-        smooth = gaussian_smooth(result.maps, args.sigma)
-        blended = overlay(display, smooth, colorize(smooth, args.colormap), args.alpha)
-        pred_ids, pred_text, conf = _predictions(
-            result.outputs, self.explainer.head, self.class_names
-        )
-        captions = []
-        for i, (item, _, _) in enumerate(entries):
-            text = f"{os.path.basename(item.path)} pred={pred_text[i]}"
-            if not math.isnan(conf[i]):
-                text += f" {conf[i]:.0%}"
-            captions.append(f"{text} {self.method_name}")
-        panels = self.renderer.panels(display, result.maps, captions)
-        rows = {}
-        for i, (item, _, _) in enumerate(entries):
-            h, w = result.maps[i].shape
-            peak_r, peak_c = np.unravel_index(int(np.argmax(smooth[i])), (h, w))
-            img_r = min(item.height - 1, int((peak_r + 0.5) * item.height / h))
-            img_c = min(item.width - 1, int((peak_c + 0.5) * item.width / w))
-            base = os.path.join(stage, item.name)
-            gray = np.round(np.clip(result.maps[i], 0.0, 1.0) * 255.0).astype(np.uint8)
-            _save_png(base + ".map.png", gray)
-            _save_png(base + ".overlay.png", blended[i])
-            _save_png(base + ".panel.png", panels[i])
-            target = int(result.targets[i])
-            np.savez_compressed(
-                base + ".npz",
-                input=x[i],
-                attributions=result.attributions[i],
-                map=result.maps[i],
-                smoothed=smooth[i],
-                outputs=result.outputs[i],
-                logits=result.logits[i],
-                target=np.int32(target),
-                predicted=np.asarray(pred_ids[i]),
-                confidence=np.float32(conf[i]),
-                peak=np.asarray([peak_r, peak_c], np.int32),
-                peak_image=np.asarray([img_r, img_c], np.int32),
-                image_size=np.asarray([item.height, item.width], np.int32),
-                image_file=np.asarray(item.path),
-                method=np.asarray(self.method_name),
-                sigma=np.float32(args.sigma),
-            )
-            rows[item.index] = _Row(
-                os.path.basename(item.path),
-                pred_text[i],
-                "-" if math.isnan(conf[i]) else f"{conf[i]:.3f}",
-                _class_name(target, self.class_names),
-                img_c,
-                img_r,
-            )
-        return rows
-
-
-def _write_summary(path: str, rows: list[_Row]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["file", "predicted", "confidence", "explained", "peak_x", "peak_y"])
-        for r in rows:
-            writer.writerow([r.file, r.predicted, r.confidence, r.target, r.peak_x, r.peak_y])
 
 
 # --------------------------------------------------------------------------------------------
