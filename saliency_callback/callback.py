@@ -127,6 +127,9 @@ class SaliencyCallback(keras.callbacks.Callback):
             largest cost after the gradients. Defaults to `160`.
         value_range: `(low, high)` of the probe images for display; inferred by default.
         run_name: Sub-directory of `log_dir` for this run. Defaults to `"saliency"`.
+        overview: Also write the `saliency/overview` grid. It holds the same pixels as the
+            per-probe panels, and PNG encoding dominates the epoch-end cost, so `False` about
+            halves that cost. Defaults to `True`.
         alarm_threshold: With `masks`, warn when the mean mass in mask is below this (a
             fraction, or a multiple of chance with `alarm_relative=True`) for `patience` logged
             epochs (the pre-training log does not count). Defaults to `None` (no alarm).
@@ -181,6 +184,7 @@ class SaliencyCallback(keras.callbacks.Callback):
         max_tile: int = 160,
         value_range: tuple[float, float] | None = None,
         run_name: str = "saliency",
+        overview: bool = True,
         alarm_threshold: float | None = None,
         alarm_relative: bool = False,
         patience: int = 1,
@@ -234,6 +238,7 @@ class SaliencyCallback(keras.callbacks.Callback):
         self.normalize: Normalization = normalize
         self.percentile = float(percentile)
         self.log_before_training = bool(log_before_training)
+        self.overview = bool(overview)
         self.stop_training = bool(stop_training)
         self.strict = bool(strict)
         self.writer = RunWriter(log_dir, run_name)
@@ -372,7 +377,8 @@ class SaliencyCallback(keras.callbacks.Callback):
         captions = self._captions(result)
         panels = self.renderer.panels(self.probes.raw, result.maps, captions)
         description = self._description
-        self.writer.images("saliency/overview", self.renderer.grid(panels), step, description)
+        if self.overview:
+            self.writer.images("saliency/overview", self.renderer.grid(panels), step, description)
         self.writer.images("saliency/probes", panels, step, description)
         scalars = self._scalars(result, step, logs, initial)
         self.writer.scalars(scalars, step)

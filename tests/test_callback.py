@@ -79,6 +79,14 @@ def test_fit_writes_the_exact_tags_steps_and_images(tmp_path):
     )
 
 
+def test_overview_can_be_turned_off(tmp_path):
+    cb = SaliencyCallback(images(N, SHAPE), log_dir=str(tmp_path), overview=False, strict=True)
+    fit(compiled_cnn(), cb, epochs=1)
+    run = read_run(str(tmp_path / "saliency"))
+    assert set(run.images) == {"saliency/probes"}
+    assert len(run.images["saliency/probes"][0][1]) == N
+
+
 def test_overlay_differs_from_the_image_where_saliency_is_high(tmp_path):
     model = compiled_cnn()
     x = images(N, SHAPE)
