@@ -527,7 +527,3 @@ def check_target_fn(ops: GradientOps, image_shape: tuple[int, ...]) -> None:
 def tracing_count(fn: Any) -> int:
     """How many times a compiled function has been traced."""
     return int(fn.experimental_get_tracing_count())
-
-
-def to_tensor(x: np.ndarray) -> tf.Tensor:
-    return tf.convert_to_tensor(x)

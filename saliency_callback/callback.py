@@ -27,7 +27,6 @@ from saliency_callback.render import Renderer
 from saliency_callback.writer import RunWriter, check_log_dir
 
 _NAME = "SaliencyCallback"
-MASK_METRICS = ("mass_in_mask", "pointing_game", "rank_in_mask")
 
 
 def _positive_int(name: str, value: Any) -> int:

@@ -72,10 +72,6 @@ class RunWriter:
         self._writer: Any = None
         self._scalar_fns: dict[tuple[str, ...], Any] = {}
 
-    @property
-    def is_open(self) -> bool:
-        return self._writer is not None
-
     def reopen_if_lost(self) -> bool:
         """Starts a new event file if the run directory vanished under an open writer.
 
