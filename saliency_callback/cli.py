@@ -566,7 +566,7 @@ def _build_method(args: argparse.Namespace) -> Any:
     if args.method == "integrated_gradients":
         return IntegratedGradients(steps=args.steps or 32)
     if args.method == "gradcam":
-        return GradCAM(layer_name=args.layer)
+        return GradCAM(layer=args.layer)
     return Vanilla()
 
 

@@ -152,7 +152,7 @@ class Explainer:
         normalize: Normalization | None = "minmax",
         percentile: float = 99.0,
     ) -> None:
-        from saliency_callback import backend_tf
+        from saliency_callback import backend_tf, graph
 
         self.input_shape = _check_model(model)
         self.method = get_method(method)
@@ -173,7 +173,7 @@ class Explainer:
         self.normalize = normalize
         self.percentile = float(percentile)
         layer = self.method.layer if self.method.needs_layer else False
-        self._graph = backend_tf.build_score_graph(model, output, layer)
+        self._graph = graph.build_score_graph(model, output, layer)
         self.head = self._graph.head
         if not callable(target) and self.head.units == -1 and self.head.exact:
             raise ValueError(
@@ -307,13 +307,13 @@ class Explainer:
         return self._finish(attributions, targets, logits)
 
     def _finish(self, attributions: np.ndarray, targets: np.ndarray, logits: Any) -> Explanation:
-        from saliency_callback import backend_tf
+        from saliency_callback import graph
 
         logits = np.asarray(logits, np.float32)
         reduced = postprocess.reduce_channels(attributions, self.reduction)  # type: ignore[arg-type]
         signed = self.reduction == "signed"
         maps = postprocess.normalize_maps(reduced, self.normalize, self.percentile, signed=signed)
-        outputs = backend_tf.activate(logits, self.head.kind).astype(np.float32)
+        outputs = graph.activate(logits, self.head.kind).astype(np.float32)
         if callable(self.target):
             scores = np.full(len(targets), np.nan, np.float32)
         elif self.head.is_binary:

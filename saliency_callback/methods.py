@@ -21,8 +21,9 @@ the traceable point function used inside the compiled step.
 from __future__ import annotations
 
 import abc
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -166,22 +167,43 @@ class GradCAM(Method):
     w.r.t. channel `k` of the layer's activations `A`, upsampled bilinearly to the image size.
 
     Args:
-        layer: Name of a top-level layer with a 4-D output. Defaults to `None`: the last
-            convolution (or nested model with a 4-D output, such as a `MobileNetV2` base) and
-            any BatchNorm/activation layers right after it.
+        layer: Name of a layer with a 4-D output (layers inside a nested base model count).
+            Defaults to `None`: the feature map the classifier head pools, i.e. the last
+            tensor with spatial extent > 1 through which every path to the output passes
+            (ResNet50 `conv5_block3_out`, DenseNet121 `relu`, EfficientNetB0
+            `top_activation`, the last pooling of a VGG-like net; the common convention of
+            `layer4[-1]`, `features[-1]`, `stages[-1]`).
+        layer_name: Former name of `layer`; still accepted, with a `DeprecationWarning`.
+
+    Example:
+    >>> GradCAM()                      # the pooled feature map, found automatically
+    >>> GradCAM(layer="conv4_block6_out")
     """
 
     name: ClassVar[str] = "gradcam"
     uses_clean_input: ClassVar[bool] = True
-    layer_name: str | None = None
+    layer: str | None = None  # type: ignore[assignment]
+    layer_name: InitVar[str | None] = None
+
+    def __post_init__(self, layer_name: str | None) -> None:
+        if layer_name is not None:
+            warnings.warn(
+                "`GradCAM(layer_name=...)` is deprecated; write `GradCAM(layer=...)`.",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            if self.layer is not None and self.layer != layer_name:
+                raise ValueError(
+                    f"received both layer={self.layer!r} and layer_name={layer_name!r}; "
+                    "pass only `layer`"
+                )
+            object.__setattr__(self, "layer", layer_name)
+        if self.layer is not None and not isinstance(self.layer, str):
+            raise TypeError(f"expected the Grad-CAM `layer` to be a str, received {self.layer!r}")
 
     @property
     def needs_layer(self) -> bool:
         return True
-
-    @property
-    def layer(self) -> str | None:
-        return self.layer_name
 
     def bind(self, image_shape: tuple[int, int, int]) -> PointFn:
         import keras.ops as K

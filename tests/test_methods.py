@@ -171,7 +171,7 @@ def test_batching_does_not_change_results(method):
 def test_gradcam_matches_a_hand_computation():
     model = tiny_cnn(smooth=False)
     x = images(2)
-    result = sc.Explainer(model, sc.GradCAM(layer_name="conv1"), target=0, normalize=None)(x)
+    result = sc.Explainer(model, sc.GradCAM(layer="conv1"), target=0, normalize=None)(x)
     feats = keras.Model(model.inputs, [model.get_layer("conv1").output, model.output])
     head = model.get_layer("head")
     sub = keras.Model(model.get_layer("conv2").input, model.get_layer("gap").output)
@@ -188,7 +188,9 @@ def test_gradcam_matches_a_hand_computation():
     np.testing.assert_allclose(result.attributions[..., 0], cam, rtol=1e-4, atol=1e-6)
 
 
-def test_gradcam_finds_the_last_convolution_and_its_activation():
+def test_gradcam_uses_the_last_map_before_the_head_flattens_it():
+    """Conv -> Conv -> BN -> ReLU -> MaxPool -> Flatten: the pooled map that the head reads
+    (a VGG's `features[-1]`), not a layer before the BatchNorm."""
     keras.utils.set_random_seed(0)
     inp = keras.Input((16, 16, 3))
     x = keras.layers.Conv2D(4, 3, name="c1")(inp)
@@ -198,9 +200,10 @@ def test_gradcam_finds_the_last_convolution_and_its_activation():
     x = keras.layers.MaxPooling2D(name="pool")(x)
     x = keras.layers.Flatten()(x)
     model = keras.Model(inp, keras.layers.Dense(2, activation="softmax")(x))
-    from saliency_callback.backend_tf import find_gradcam_layer
+    from saliency_callback.graph import gradcam_layer_name
 
-    assert find_gradcam_layer(model, None) is model.get_layer("relu").output  # single call
+    assert gradcam_layer_name(model) == "pool"
+    assert gradcam_layer_name(model, "relu") == "relu"
     maps = sc.compute_saliency(model, images(2, (16, 16, 3)), "gradcam")
     assert maps.shape == (2, 16, 16)
 
