@@ -5,8 +5,9 @@
 falls on the object; `datasets` generates a synthetic background-shortcut test bed;
 `plot_saliency` draws image | map | overlay in a notebook.
 
-Names are imported on first use, so `import saliency_callback` (and the command line's `--help`)
-does not pay for importing TensorFlow until something needs it.
+Names and submodules (`saliency_callback.metrics`, ...) are imported on first use, so
+`import saliency_callback` (and the command line's `--help`) does not pay for importing
+TensorFlow until something needs it.
 """
 
 from __future__ import annotations
@@ -39,7 +40,47 @@ _EXPORTS = {
     "Renderer": "saliency_callback.render",
 }
 
+# The public submodules, reachable as attributes (`saliency_callback.metrics`) without an
+# explicit `import saliency_callback.metrics`. They stay out of `__all__`, so that
+# `from saliency_callback import *` does not import all of them (and TensorFlow).
+_SUBMODULES = (
+    "alarm",
+    "backend_tf",
+    "callback",
+    "cli",
+    "datasets",
+    "engine",
+    "explain_files",
+    "inputs",
+    "loading",
+    "methods",
+    "metrics",
+    "plotting",
+    "postprocess",
+    "probes",
+    "render",
+    "report",
+    "writer",
+)
+
 if TYPE_CHECKING:
+    from saliency_callback import alarm as alarm
+    from saliency_callback import backend_tf as backend_tf
+    from saliency_callback import callback as callback
+    from saliency_callback import cli as cli
+    from saliency_callback import datasets as datasets
+    from saliency_callback import engine as engine
+    from saliency_callback import explain_files as explain_files
+    from saliency_callback import inputs as inputs
+    from saliency_callback import loading as loading
+    from saliency_callback import methods as methods
+    from saliency_callback import metrics as metrics
+    from saliency_callback import plotting as plotting
+    from saliency_callback import postprocess as postprocess
+    from saliency_callback import probes as probes
+    from saliency_callback import render as render
+    from saliency_callback import report as report
+    from saliency_callback import writer as writer
     from saliency_callback.alarm import AlarmEvent, ShortcutAlarm
     from saliency_callback.callback import SaliencyCallback
     from saliency_callback.datasets import (
@@ -66,16 +107,18 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
+    if name in _SUBMODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    else:
         raise AttributeError(f"module 'saliency_callback' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return sorted({*__all__, *_SUBMODULES})
 
 
 __all__ = [

@@ -20,7 +20,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,17 @@ CHROMIUM_ARGS = [
 # What `SaliencyCallback` writes with its default `run_name`: the run and its two image tags.
 RUN, OVERVIEW, PROBES = "saliency", "saliency/overview", "saliency/probes"
 HTTP_TIMEOUT_S = 5.0
+# How the server is started: this interpreter's TensorBoard.
+TENSORBOARD = (sys.executable, "-m", "tensorboard.main")
+# Known reasons for TensorBoard to die at start: what its output says, and the fix.
+KNOWN_FAILURES = (
+    (
+        "No module named 'pkg_resources'",
+        "TensorBoard 2.16-2.20 imports `pkg_resources`, which setuptools >= 82 no longer ships. "
+        'Fix: pip install -U "tensorboard>=2.21" (with tensorflow >= 2.21), or '
+        'pip install "setuptools<82" (with tensorflow 2.16-2.20, which pins its tensorboard).',
+    ),
+)
 
 
 # --- browser --------------------------------------------------------------------------------
@@ -93,6 +104,14 @@ def tail(path: str, n: int = 3000) -> str:
     return Path(path).read_text(errors="replace")[-n:] if os.path.exists(path) else ""
 
 
+def known_failure(output: str) -> str | None:
+    """The fix for a known start-up failure whose message is in `output`, else None."""
+    for symptom, fix in KNOWN_FAILURES:
+        if symptom in output:
+            return fix
+    return None
+
+
 def stop(proc: subprocess.Popen) -> None:
     """Ends the server and its data-server child (its own process group), never hanging."""
     if proc.poll() is None:
@@ -114,18 +133,19 @@ def tensorboard(
     *,
     log_file: str | None = None,
     env: Mapping[str, str] | None = None,
+    command: Sequence[str] = TENSORBOARD,
 ) -> Iterator[str]:
     """Serves `log_dir` on a free loopback port; yields the base URL once `ready(base)` holds.
 
-    The server's output goes to `log_file` (default: a new temporary file). Raises
-    `RuntimeError` if the server exits, `TimeoutError` if it is not ready within `timeout`
-    seconds (both with the end of its output). The server is always stopped on exit.
+    The server (`command` and TensorBoard's arguments) writes its output to `log_file`
+    (default: a new temporary file). Raises `RuntimeError` as soon as the server exits (with
+    the fix, for a known start-up failure such as the missing `pkg_resources`), and
+    `TimeoutError` if it is not ready within `timeout` seconds; both quote the end of its
+    output. The server is always stopped on exit.
     """
     port = free_port()
     cmd = [
-        sys.executable,
-        "-m",
-        "tensorboard.main",
+        *command,
         "--logdir",
         log_dir,
         "--port",
@@ -156,8 +176,12 @@ def tensorboard(
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
+                output = tail(log_file)
+                fix = known_failure(output)
                 raise RuntimeError(
-                    f"tensorboard exited with {proc.returncode}, see {log_file}:\n{tail(log_file)}"
+                    f"tensorboard exited with {proc.returncode} before serving"
+                    + (f": {fix}" if fix else "")
+                    + f"\nIts output ({log_file}) ends with:\n{output}"
                 )
             try:
                 if ready(base):

@@ -6,7 +6,7 @@ import importlib.util
 import pathlib
 import sys
 
-from tb_events import read_run, runs
+from tb_events import event_files, read_run, runs
 
 DEMO = pathlib.Path(__file__).parents[1] / "examples" / "shortcut_demo.py"
 
@@ -39,3 +39,34 @@ def test_shortcut_model_is_caught_by_its_saliency(tmp_path, capsys):
     assert runs(str(tmp_path)) == {"saliency_shortcut", "saliency_clean"}
     steps = [s for s, _ in read_run(str(tmp_path / "saliency_clean")).images["saliency/probes"]]
     assert steps == [-1, 0, 1, 2, 3, 4, 5]
+
+
+def test_running_the_demo_twice_leaves_one_event_file_per_run(tmp_path, capsys):
+    from saliency_callback.writer import RunWriter
+
+    demo = load_demo()
+    demo_runs = {"saliency_shortcut", "saliency_clean"}
+    # Someone else's run in the same log dir, and a non-event file in a demo run: kept.
+    other = RunWriter(str(tmp_path), "other")
+    other.scalars({"x": 1.0}, 0)
+    other.close()
+    (tmp_path / "saliency_clean").mkdir()
+    (tmp_path / "saliency_clean" / "notes.txt").write_text("mine")
+    for attempt in range(2):
+        removed = demo.clear_previous_runs(str(tmp_path))
+        assert len(removed) == (0 if attempt == 0 else 2)
+        for name in demo_runs:  # what one demo run writes: one event file per run
+            writer = RunWriter(str(tmp_path), name)
+            writer.scalars({"saliency/mass_in_mask": 0.5}, attempt)
+            writer.close()
+    out = capsys.readouterr().out.splitlines()
+    assert out == [f"Cleared 2 event file(s) of an earlier demo run from {tmp_path}"]
+    assert runs(str(tmp_path)) == demo_runs | {"other"}
+    for name in demo_runs:
+        assert len(event_files(str(tmp_path / name))) == 1, name
+        # The surviving file is the second run's: it holds step 1 only.
+        assert [s for s, _ in read_run(str(tmp_path / name)).scalars["saliency/mass_in_mask"]] == [
+            1
+        ]
+    assert len(event_files(str(tmp_path / "other"))) == 1
+    assert (tmp_path / "saliency_clean" / "notes.txt").read_text() == "mine"

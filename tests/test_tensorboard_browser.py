@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,36 @@ def server(log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         env=env,
     ) as base:
         yield base
+
+
+def exits_at_once(message: str) -> list[str]:
+    """A stand-in for TensorBoard that prints `message` to stderr and exits with 1."""
+    return [sys.executable, "-c", f"import sys; sys.stderr.write({message!r}); sys.exit(1)"]
+
+
+@pytest.mark.parametrize("with_pkg_resources", [True, False])
+def test_server_that_dies_at_start_fails_at_once_with_its_output(tmp_path, with_pkg_resources):
+    message = "Traceback (most recent call last):\n  ...\n"
+    if with_pkg_resources:  # what TensorBoard 2.16-2.20 prints next to setuptools >= 82
+        message += "ModuleNotFoundError: No module named 'pkg_resources'\n"
+    else:
+        message += "OSError: something else\n"
+    # `ready` never holds: only noticing the exit (not the 60 s timeout) ends the wait.
+    with (
+        pytest.raises(RuntimeError, match="tensorboard exited with 1 before serving") as info,
+        tensorboard(
+            str(tmp_path),
+            lambda base: False,
+            60.0,
+            log_file=str(tmp_path / "tb.log"),
+            command=exits_at_once(message),
+        ),
+    ):
+        pytest.fail("yielded a server that exited")
+    error = str(info.value)
+    assert message in error  # the end of its output
+    fixes = ['pip install -U "tensorboard>=2.21"', 'pip install "setuptools<82"']
+    assert all((fix in error) == with_pkg_resources for fix in fixes), error
 
 
 # --- browser --------------------------------------------------------------------------------
