@@ -271,14 +271,7 @@ class Explainer:
         x_t = tf.convert_to_tensor(x)
         logits = None
         if not self.method.uses_clean_input:
-            logit_parts, target_parts = [], []
-            t_t = tf.convert_to_tensor(targets)
-            for start in range(0, n, chunk):
-                lg, tg = forward(x_t[start : start + chunk], t_t[start : start + chunk])
-                logit_parts.append(lg.numpy())
-                target_parts.append(tg.numpy())
-            logits = np.concatenate(logit_parts)
-            targets = np.concatenate(target_parts).astype(np.int32)
+            logits, targets = self._forward(forward, x_t, targets)
         t_all = tf.convert_to_tensor(targets)
         total = n * points
         parts: list[np.ndarray] = []
@@ -305,6 +298,39 @@ class Explainer:
             targets = np.concatenate(resolved).astype(np.int32)
         assert logits is not None  # set by the forward pass or the clean-input step
         return self._finish(attributions, targets, logits)
+
+    def _forward(
+        self, forward: Any, x_t: Any, targets: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Pre-activation outputs and resolved targets of a batch, `batch_size` at a time."""
+        import tensorflow as tf
+
+        logit_parts, target_parts = [], []
+        t_t = tf.convert_to_tensor(targets)
+        for start in range(0, len(targets), self.batch_size):
+            stop = start + self.batch_size
+            lg, tg = forward(x_t[start:stop], t_t[start:stop])
+            logit_parts.append(lg.numpy())
+            target_parts.append(tg.numpy())
+        return np.concatenate(logit_parts), np.concatenate(target_parts).astype(np.int32)
+
+    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The model's outputs on prepared images, forward only (no gradient), compiled once.
+
+        Args:
+            x: float32 `(N, H, W, C)` images already checked against the model (see `prepare`).
+
+        Returns:
+            `(logits (N, K), outputs (N, K))`: pre-activation scores of the explained output and
+            the model's outputs (activation applied).
+        """
+        import tensorflow as tf
+
+        from saliency_callback import graph
+
+        forward = self._functions(tuple(x.shape[1:]))[1]
+        logits, _ = self._forward(forward, tf.convert_to_tensor(x), np.full(len(x), -1, np.int32))
+        return logits, graph.activate(logits, self.head.kind).astype(np.float32)
 
     def _finish(self, attributions: np.ndarray, targets: np.ndarray, logits: Any) -> Explanation:
         from saliency_callback import graph
