@@ -1,10 +1,51 @@
-"""The shortcut alarm: fires when saliency stays off the object for `patience` logged epochs."""
+"""The shortcut alarm: like `EarlyStopping`, it watches one logged signal and fires when the
+signal stays on the wrong side of a threshold for `patience` logged epochs."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Literal
 
 import numpy as np
+
+Mode = Literal["auto", "below", "above"]
+RelativeTo = Literal["chance", "first"]
+
+# monitor -> (side on which it signals a shortcut, what its chance level is, or None)
+MONITORS: dict[str, tuple[str, str | None]] = {
+    "mass_in_mask": ("below", "the masks' area fraction"),
+    "pointing_game": ("below", "the masks' area fraction"),
+    "rank_in_mask": ("below", "the masks' area fraction"),
+    "background/gap": ("above", None),
+    "background/flip_rate": ("above", None),
+    "background/swap_change": ("above", None),
+    "background/only_bg_accuracy": ("above", "1/K"),
+    "background/only_fg_accuracy": ("below", "1/K"),
+    "background/mixed_rand_accuracy": ("below", "1/K"),
+    "background/mixed_same_accuracy": ("below", "1/K"),
+    "probe_accuracy": ("below", "1/K"),
+}
+MASK_MONITORS = ("mass_in_mask", "pointing_game", "rank_in_mask")
+
+
+def monitor_name(monitor: str) -> str:
+    """The canonical name of a signal: `"saliency/background/gap"`, `"saliency_background_gap"`
+    (the Keras `logs` key) and `"background/gap"` all name `"background/gap"`.
+
+    Raises:
+        TypeError, ValueError: For a name that is not a str or no known signal.
+    """
+    if not isinstance(monitor, str):
+        raise TypeError(f"expected `monitor` to be a str, received {monitor!r}")
+    name = monitor.removeprefix("saliency/").removeprefix("saliency_")
+    if name not in MONITORS and name.startswith("background_"):
+        name = "background/" + name.removeprefix("background_")
+    if name not in MONITORS:
+        raise ValueError(
+            f"Unknown alarm `monitor`: received {monitor!r}; expected one of {list(MONITORS)}"
+        )
+    return name
 
 
 @dataclass(frozen=True)
@@ -13,95 +54,222 @@ class AlarmEvent:
 
     Attributes:
         step: The step (epoch) at which it fired.
-        mean_mass: Mean fraction of saliency mass inside the masks at that step.
-        chance: Mean chance level (mask area fraction) of the probes.
-        worst: `(probe index, mass in mask)` of the probes with the least mass, worst first.
+        monitor: The watched signal, e.g. `"mass_in_mask"` or `"background/gap"`.
+        value: The signal's value at that step (the mean over probes).
+        limit: The threshold it crossed (after `relative_to`).
+        chance: The signal's chance level, when it has one.
+        worst: `(probe index, value)` of the most affected probes, worst first (for signals
+            measured per probe).
         message: A sentence a person understands.
     """
 
     step: int
-    mean_mass: float
-    chance: float
+    monitor: str
+    value: float
+    limit: float
+    chance: float | None
     worst: tuple[tuple[int, float], ...]
     message: str
+
+    @property
+    def mean_mass(self) -> float:
+        """The mean mass in mask (for `monitor="mass_in_mask"`; NaN otherwise)."""
+        return self.value if self.monitor == "mass_in_mask" else math.nan
 
 
 @dataclass
 class ShortcutAlarm:
-    """Watches the mean saliency mass inside the foreground masks, like `EarlyStopping`.
+    """Watches one signal the callback logs and fires when it signals a shortcut.
 
-    The alarm fires when the mean mass in mask is below `threshold` for `patience` logged epochs
-    in a row. With `relative=True` the threshold is a multiple of the chance level (the mean
-    mask area fraction): `threshold=1.5` means "less than 1.5 times what a map that ignores the
-    object would get". After firing it re-arms once the mass is back above the threshold.
+    Pass it to the callback: `SaliencyCallback(..., alarm=ShortcutAlarm(...))`. Each logged
+    epoch (not the pre-training log) it compares the signal with the threshold; after
+    `patience` logged epochs in a row on the wrong side it fires: a warning, the scalar
+    `saliency/alarm`, the text `saliency/alarm_message`, and with `stop_training=True` the
+    end of training. After firing it re-arms once the signal is back on the right side.
 
     Args:
-        threshold: Absolute fraction in [0, 1], or a positive multiple of chance with
-            `relative=True`.
-        patience: Logged epochs in a row below the threshold before firing. Defaults to `1`.
-        relative: Whether `threshold` is relative to the chance level. Defaults to `False`.
+        threshold: The limit, as a value of the signal, or a multiple of its chance level
+            (`relative_to="chance"`) or of its value at the first logged epoch
+            (`relative_to="first"`).
+        patience: Logged epochs in a row on the wrong side before firing. Defaults to `1`.
+        relative: Deprecated spelling of `relative_to="chance"`. Defaults to `False`.
+        monitor: The signal: `"mass_in_mask"`, `"pointing_game"`, `"rank_in_mask"` (need
+            masks or boxes), `"background/gap"`, `"background/flip_rate"`,
+            `"background/only_bg_accuracy"`, ... (background tests), `"probe_accuracy"`.
+            `"saliency/..."` and the Keras logs spelling `"saliency_background_gap"` are
+            accepted too. Defaults to `"mass_in_mask"`.
+        mode: `"below"` fires when the signal is below the limit, `"above"` when above;
+            `"auto"` picks the side that means a shortcut (below for the mask metrics and
+            accuracies on the object, above for the gap, flip rate and only-background
+            accuracy). Defaults to `"auto"`.
+        relative_to: `None` (absolute), `"chance"` or `"first"`. Defaults to `None`.
+        stop_training: Whether firing stops training. Defaults to `False`.
 
     Raises:
-        ValueError: For a threshold or patience out of range.
+        TypeError, ValueError: For an unknown monitor or mode, a threshold that is not a finite
+            number (or not in (0, 1] for an absolute mask metric), a signal without chance
+            level with `relative_to="chance"`, or `patience < 1`.
+
+    Example:
+    >>> alarm = ShortcutAlarm(0.5, monitor="background/gap", patience=2)
+    >>> alarm = ShortcutAlarm(1.0, monitor="mass_in_mask", relative_to="chance")
     """
 
     threshold: float
     patience: int = 1
     relative: bool = False
-    _streak: int = field(default=0, init=False)
-    _armed: bool = field(default=True, init=False)
+    _: KW_ONLY
+    monitor: str = "mass_in_mask"
+    mode: Mode = "auto"
+    relative_to: RelativeTo | None = None
+    stop_training: bool = False
+    _streak: int = field(default=0, init=False, repr=False)
+    _armed: bool = field(default=True, init=False, repr=False)
+    _first: float | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)):
+        self.monitor = monitor_name(self.monitor)
+        if self.relative:
+            if self.relative_to not in (None, "chance"):
+                raise ValueError(
+                    f"received relative=True and relative_to={self.relative_to!r}; pass only "
+                    "`relative_to`"
+                )
+            self.relative_to = "chance"
+        if self.relative_to not in (None, "chance", "first"):
+            raise ValueError(
+                f"expected `relative_to` in (None, 'chance', 'first'), received "
+                f"{self.relative_to!r}"
+            )
+        chance = MONITORS[self.monitor][1]
+        if self.mode not in ("auto", "below", "above"):
+            raise ValueError(
+                f"expected `mode` in ('auto', 'below', 'above'), received {self.mode!r}"
+            )
+        if self.relative_to == "chance" and chance is None:
+            raise ValueError(
+                f"the signal {self.monitor!r} has no chance level; use an absolute threshold "
+                "or relative_to='first'"
+            )
+        if isinstance(self.threshold, bool) or not isinstance(
+            self.threshold, (int, float, np.integer, np.floating)
+        ):
             raise TypeError(
                 f"expected `alarm_threshold` to be a float, received {self.threshold!r}"
             )
-        limit = np.inf if self.relative else 1.0
-        if not 0 < self.threshold <= limit:
-            what = "> 0" if self.relative else "in (0, 1]"
+        self.threshold = float(self.threshold)
+        absolute_fraction = self.relative_to is None and self.monitor in MASK_MONITORS
+        if not math.isfinite(self.threshold) or (absolute_fraction and not 0 < self.threshold <= 1):
+            what = "in (0, 1]" if absolute_fraction else "finite"
             raise ValueError(
                 f"expected `alarm_threshold` {what}, received alarm_threshold={self.threshold}"
             )
-        if isinstance(self.patience, bool) or not isinstance(self.patience, int):
+        if self.relative_to is not None and self.threshold <= 0:
+            raise ValueError(
+                f"expected `alarm_threshold` > 0 relative to {self.relative_to}, received "
+                f"alarm_threshold={self.threshold}"
+            )
+        if isinstance(self.patience, bool) or not isinstance(self.patience, (int, np.integer)):
             raise TypeError(f"expected `patience` to be an int, received {self.patience!r}")
         if self.patience < 1:
             raise ValueError(f"expected `patience` >= 1, received patience={self.patience}")
 
+    @property
+    def side(self) -> str:
+        """`"below"` or `"above"`: where the signal must be for an epoch to count."""
+        return MONITORS[self.monitor][0] if self.mode == "auto" else self.mode
+
+    @property
+    def needs_masks(self) -> bool:
+        return self.monitor in MASK_MONITORS or self.monitor.startswith("background/")
+
     def reset(self) -> None:
-        """Forgets the streak (called at the start of each `fit`)."""
-        self._streak, self._armed = 0, True
+        """Forgets the streak and the first value (called at the start of each `fit`)."""
+        self._streak, self._armed, self._first = 0, True, None
 
-    def limit(self, chance: float) -> float:
-        """The mass-in-mask value below which an epoch counts as low."""
-        return self.threshold * chance if self.relative else self.threshold
+    def limit(self, chance: float | None) -> float:
+        """The value of the signal beyond which an epoch counts."""
+        if self.relative_to == "chance":
+            return self.threshold * (math.nan if chance is None else chance)
+        if self.relative_to == "first":
+            return self.threshold * (math.nan if self._first is None else self._first)
+        return self.threshold
 
-    def update(self, step: int, mass: np.ndarray, chance: np.ndarray) -> AlarmEvent | None:
-        """Takes one logged epoch's per-probe mass in mask; returns an event when it fires.
+    def update(
+        self,
+        step: int,
+        value: float,
+        per_probe: np.ndarray | None = None,
+        chance: float | None = None,
+    ) -> AlarmEvent | None:
+        """Takes one logged epoch's signal; returns an event when the alarm fires.
 
-        Probes with NaN mass (empty masks) are ignored.
+        A NaN value (no probe could be measured) neither counts nor breaks the streak.
         """
-        valid = np.isfinite(mass)
-        if not valid.any():
+        if not math.isfinite(value):
             return None
-        mean_mass = float(mass[valid].mean())
-        mean_chance = float(np.nanmean(chance[valid]))
-        limit = self.limit(mean_chance)
-        if mean_mass >= limit:
+        if self._first is None:
+            self._first = value
+        limit = self.limit(chance)
+        wrong = value < limit if self.side == "below" else value > limit
+        if not wrong:
             self._streak, self._armed = 0, True
             return None
         self._streak += 1
         if self._streak < self.patience or not self._armed:
             return None
         self._armed = False
-        order = [int(i) for i in np.argsort(np.where(valid, mass, np.inf)) if valid[i]][:5]
-        worst = tuple((i, float(mass[i])) for i in order)
-        listing = ", ".join(f"#{i} ({m:.0%} inside)" for i, m in worst)
-        message = (
-            f"Saliency is off the object: after epoch {step + 1} (step {step}), only "
-            f"{mean_mass:.0%} of the saliency "
-            f"mass falls inside the foreground masks on average ({1 - mean_mass:.0%} outside; a "
-            f"map that ignores the object would put {mean_chance:.0%} inside), below the "
-            f"threshold of {limit:.0%} for {self._streak} logged epoch(s). The model may be using "
-            f"the background as a shortcut. Most affected probes: {listing}."
-        )
-        return AlarmEvent(step, mean_mass, mean_chance, worst, message)
+        worst: tuple[tuple[int, float], ...] = ()
+        if per_probe is not None:
+            valid = np.isfinite(per_probe)
+            key = per_probe if self.side == "below" else -per_probe
+            order = [int(i) for i in np.argsort(np.where(valid, key, np.inf)) if valid[i]][:5]
+            worst = tuple((i, float(per_probe[i])) for i in order)
+        message = self._message(step, value, limit, chance, worst)
+        return AlarmEvent(step, self.monitor, value, limit, chance, worst, message)
+
+    def _message(
+        self,
+        step: int,
+        value: float,
+        limit: float,
+        chance: float | None,
+        worst: tuple[tuple[int, float], ...],
+    ) -> str:
+        when = f"after epoch {step + 1} (step {step})"
+        streak = f"for {self._streak} logged epoch(s)"
+        side = "below" if self.side == "below" else "above"
+        if self.monitor == "mass_in_mask":
+            listing = ", ".join(f"#{i} ({m:.0%} inside)" for i, m in worst)
+            text = (
+                f"Saliency is off the object: {when}, only {value:.0%} of the saliency mass "
+                f"falls inside the foreground masks on average ({1 - value:.0%} outside; a map "
+                f"that ignores the object would put {chance or math.nan:.0%} inside), below "
+                f"the threshold of {limit:.0%} {streak}. The model may be using the background "
+                "as a shortcut."
+            )
+            return text + (f" Most affected probes: {listing}." if listing else "")
+        if self.monitor == "background/gap":
+            text = (
+                f"Predictions follow the background: {when}, probe accuracy drops by "
+                f"{value:.0%} when each object is pasted onto another probe's background "
+                f"(threshold {limit:.0%}) {streak}."
+            )
+        elif self.monitor == "background/flip_rate":
+            text = (
+                f"Predictions follow the background: {when}, {value:.0%} of background swaps "
+                f"change the predicted class (threshold {limit:.0%}) {streak}."
+            )
+        elif self.monitor == "background/only_bg_accuracy":
+            text = (
+                f"The background alone gives the class away: {when}, the model is right on "
+                f"{value:.0%} of probes with the object removed (chance {chance or math.nan:.0%},"
+                f" threshold {limit:.0%}) {streak}."
+            )
+        else:
+            text = (
+                f"Shortcut alarm: {when}, {self.monitor} = {value:.3g} is {side} the threshold "
+                f"{limit:.3g} {streak}."
+            )
+        flipped = [f"#{i}" for i, v in worst if v > 0] if self.side == "above" else []
+        return text + (f" Probes whose prediction flips: {', '.join(flipped)}." if flipped else "")

@@ -14,19 +14,26 @@ from typing import Any
 import keras
 import numpy as np
 
+from saliency_callback import background as _background
 from saliency_callback import inputs as _inputs
 from saliency_callback import metrics as _metrics
 from saliency_callback import postprocess
-from saliency_callback.alarm import AlarmEvent, ShortcutAlarm
+from saliency_callback.alarm import MONITORS, AlarmEvent, ShortcutAlarm
 from saliency_callback.engine import Explainer, Explanation
 from saliency_callback.inputs import TargetSpec
 from saliency_callback.methods import Method, get_method
 from saliency_callback.postprocess import Normalization, Reduction
 from saliency_callback.probes import Probes, load_probes
-from saliency_callback.render import Renderer
+from saliency_callback.render import Renderer, render_variant_panels
 from saliency_callback.writer import RunWriter, check_log_dir
 
 _NAME = "SaliencyCallback"
+_BACKGROUND_DESCRIPTION = (
+    "Background tests. Each panel: **original | only_fg | only_bg | mixed_rand**: the object on "
+    "the probe set's mean colour; the object removed (filled from the nearest background "
+    "pixels); the object on another probe's background (a fixed, seeded pairing, another class "
+    "where labels exist). Captions: the model's prediction and confidence on each version."
+)
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -98,6 +105,8 @@ class SaliencyCallback(keras.callbacks.Callback):
         labels: True labels `(N,)` or one-hot `(N, K)`, or values for a regression model.
             Defaults to `None`.
         masks: Foreground masks `(N, H, W)`, bool or 0/1. Defaults to `None`.
+        boxes: Instead of `masks`, `(N, 4)` pixel boxes `(x0, y0, x1, y1)` (end excluded).
+            Defaults to `None`.
         log_dir: TensorBoard log directory. Defaults to `"logs"`.
         method: `"vanilla"`, `"smoothgrad"`, `"integrated_gradients"`, `"gradcam"` or a
             `Method` such as `SmoothGrad(IntegratedGradients(steps=16))`. Defaults to
@@ -129,9 +138,21 @@ class SaliencyCallback(keras.callbacks.Callback):
         overview: Also write the `saliency/overview` grid. It holds the same pixels as the
             per-probe panels, and PNG encoding dominates the epoch-end cost, so `False` about
             halves that cost. Defaults to `True`.
-        alarm_threshold: With `masks`, warn when the mean mass in mask is below this (a
-            fraction, or a multiple of chance with `alarm_relative=True`) for `patience` logged
-            epochs (the pre-training log does not count). Defaults to `None` (no alarm).
+        background_tests: Swap the probes' backgrounds every logged epoch (see
+            `saliency_callback.background`) and log `saliency/background/*`: accuracy,
+            only_fg/only_bg/mixed_rand/mixed_same accuracy, `gap` (accuracy minus mixed_rand
+            accuracy), `flip_rate` (swaps that change the prediction; no labels needed), and
+            the image `saliency/background` (original | only_fg | only_bg | mixed_rand).
+            `gap` and `flip_rate` also go into Keras's `logs`. Defaults to `None`: on when
+            `masks` or `boxes` are given.
+        alarm: A `ShortcutAlarm` watching any logged signal (mass in mask, background gap,
+            flip rate, ...). Defaults to `None`.
+        alarm_threshold: Shorthand for `alarm=ShortcutAlarm(alarm_threshold,
+            relative_to="chance" if alarm_relative else None, patience=patience,
+            stop_training=stop_training)` on the mass in mask (kept for existing code): with
+            `masks`, warn when the mean mass in mask is below this (a fraction, or a multiple of
+            chance with `alarm_relative=True`) for `patience` logged epochs (the pre-training
+            log does not count). Defaults to `None` (no alarm).
         alarm_relative: Whether `alarm_threshold` is relative to chance. Defaults to `False`.
         patience: Logged epochs below the threshold before the alarm fires. Defaults to `1`.
         stop_training: Whether the alarm stops training (`model.stop_training = True`).
@@ -164,6 +185,7 @@ class SaliencyCallback(keras.callbacks.Callback):
         labels: Any = None,
         masks: Any = None,
         *,
+        boxes: Any = None,
         log_dir: str = "logs",
         method: str | Method = "vanilla",
         target: TargetSpec = "predicted",
@@ -184,6 +206,8 @@ class SaliencyCallback(keras.callbacks.Callback):
         value_range: tuple[float, float] | None = None,
         run_name: str = "saliency",
         overview: bool = True,
+        background_tests: bool | None = None,
+        alarm: ShortcutAlarm | None = None,
         alarm_threshold: float | None = None,
         alarm_relative: bool = False,
         patience: int = 1,
@@ -191,7 +215,7 @@ class SaliencyCallback(keras.callbacks.Callback):
         strict: bool = False,
     ) -> None:
         super().__init__()
-        self.probes: Probes = load_probes(images, labels, masks, num_probes)
+        self.probes: Probes = load_probes(images, labels, masks, num_probes, boxes=boxes)
         self.method = get_method(method)
         self.freq = _positive_int("freq", freq)
         self.batch_size = _positive_int("batch_size", batch_size)
@@ -222,14 +246,10 @@ class SaliencyCallback(keras.callbacks.Callback):
             raise ValueError(f'`{_NAME}` got target="label" but no `labels`; received labels=None')
         if not callable(target) and not isinstance(target, (str, int, np.integer)):
             _inputs.resolve_targets(target, len(self.probes), None, None)
-        self.alarm: ShortcutAlarm | None = None
-        if alarm_threshold is not None:
-            if self.probes.masks is None:
-                raise ValueError(
-                    f"`{_NAME}` got `alarm_threshold={alarm_threshold}` but no `masks`; the alarm "
-                    "watches the saliency mass inside the masks"
-                )
-            self.alarm = ShortcutAlarm(alarm_threshold, patience, bool(alarm_relative))
+        self.background_tests = self._check_background_tests(background_tests)
+        self.alarm = self._check_alarm(alarm, alarm_threshold, alarm_relative, patience)
+        if self.alarm is not None and stop_training:
+            self.alarm.stop_training = True
         self.target = target
         self.log_dir = log_dir
         self.output = output
@@ -238,7 +258,6 @@ class SaliencyCallback(keras.callbacks.Callback):
         self.percentile = float(percentile)
         self.log_before_training = bool(log_before_training)
         self.overview = bool(overview)
-        self.stop_training = bool(stop_training)
         self.strict = bool(strict)
         self.writer = RunWriter(log_dir, run_name)
         self.alarm_events: list[AlarmEvent] = []
@@ -248,6 +267,8 @@ class SaliencyCallback(keras.callbacks.Callback):
         self._pending_initial_log = False
         self._chance: np.ndarray | None = None
         self._label_ids: np.ndarray | None = None
+        self._background: _background.BackgroundTest | None = None
+        self._display_range: tuple[float, float] | None = None
         self._is_chief = True
 
     # -- validation ----------------------------------------------------------------------------
@@ -261,6 +282,71 @@ class SaliencyCallback(keras.callbacks.Callback):
                 f"{class_names!r}"
             )
         return list(class_names)
+
+    def _check_background_tests(self, background_tests: bool | None) -> bool:
+        if background_tests is not None and not isinstance(background_tests, (bool, np.bool_)):
+            raise TypeError(
+                f"`{_NAME}` expected `background_tests` to be a bool or None, received "
+                f"{background_tests!r}"
+            )
+        masks = self.probes.masks
+        if background_tests and masks is None:
+            raise ValueError(
+                f"`{_NAME}` got background_tests=True but no `masks` or `boxes`; the background "
+                "tests need to know where each probe's object is"
+            )
+        enabled = masks is not None if background_tests is None else bool(background_tests)
+        if enabled and masks is not None:
+            area = masks.mean(axis=(1, 2))
+            left_out = [int(i) for i in np.flatnonzero((area == 0) | (area == 1))]
+            if left_out:
+                warnings.warn(
+                    f"{_NAME}: probes {left_out} have an empty mask or one covering the whole "
+                    "image; they are left out of the background tests (and of the mask "
+                    "metrics where empty).",
+                    stacklevel=3,
+                )
+        return enabled
+
+    def _check_alarm(
+        self,
+        alarm: ShortcutAlarm | None,
+        threshold: float | None,
+        relative: bool,
+        patience: int,
+    ) -> ShortcutAlarm | None:
+        if alarm is not None and threshold is not None:
+            raise ValueError(
+                f"`{_NAME}` got both `alarm` and `alarm_threshold={threshold}`; pass "
+                "`alarm=ShortcutAlarm(threshold, monitor=..., ...)` alone"
+            )
+        if threshold is not None:
+            if self.probes.masks is None:
+                raise ValueError(
+                    f"`{_NAME}` got `alarm_threshold={threshold}` but no `masks`; the alarm "
+                    "watches the saliency mass inside the masks"
+                )
+            return ShortcutAlarm(threshold, patience, bool(relative))
+        if alarm is None:
+            return None
+        if not isinstance(alarm, ShortcutAlarm):
+            raise TypeError(f"`{_NAME}` expected `alarm` to be a ShortcutAlarm, received {alarm!r}")
+        if alarm.needs_masks and self.probes.masks is None:
+            raise ValueError(
+                f"`{_NAME}` got an alarm on {alarm.monitor!r}, which needs `masks` or `boxes`; "
+                "received neither"
+            )
+        if alarm.monitor.startswith("background/") and not self.background_tests:
+            raise ValueError(
+                f"`{_NAME}` got an alarm on {alarm.monitor!r} with background_tests=False"
+            )
+        accuracy = alarm.monitor.endswith("accuracy") or alarm.monitor == "background/gap"
+        if accuracy and self.probes.labels is None:
+            raise ValueError(
+                f"`{_NAME}` got an alarm on {alarm.monitor!r}, which needs `labels`; received "
+                "labels=None (background/flip_rate needs no labels)"
+            )
+        return alarm
 
     def _setup(self) -> None:
         """Builds the explainer for the current model and validates the probes against it."""
@@ -293,6 +379,15 @@ class SaliencyCallback(keras.callbacks.Callback):
             )
         if self.probes.masks is not None:
             self._chance = _metrics.chance_level(self.probes.masks)
+        self._background = None
+        if self.background_tests and self.probes.masks is not None:
+            self._background = _background.BackgroundTest.build(
+                self.probes.images, self.probes.masks, label_ids
+            )
+            raw = self.probes.raw
+            self._display_range = self.renderer.value_range or (
+                (0.0, 255.0) if raw.dtype == np.uint8 else None
+            )
 
     # -- Keras hooks ---------------------------------------------------------------------------
 
@@ -379,13 +474,30 @@ class SaliencyCallback(keras.callbacks.Callback):
         if self.overview:
             self.writer.images("saliency/overview", self.renderer.grid(panels), step, description)
         self.writer.images("saliency/probes", panels, step, description)
-        scalars = self._scalars(result, step, logs, initial)
+        # signal -> (mean, per-probe values or None, chance level or None), for the alarm
+        signals: dict[str, tuple[float, np.ndarray | None, float | None]] = {}
+        scalars = self._scalars(result, step, logs, signals)
+        if self._background is not None:
+            scalars.update(self._background_step(result, step, logs, signals))
+        if self.alarm is not None and not initial:
+            self._update_alarm(step, signals, scalars)
         self.writer.scalars(scalars, step)
         self.writer.flush()
         return result
 
+    def _record(
+        self, name: str, mean: float, step: int, logs: dict[str, Any] | None, to_logs: bool = True
+    ) -> None:
+        self.history.setdefault(name, []).append((step, mean))
+        if logs is not None and to_logs:
+            logs["saliency_" + name.replace("/", "_")] = mean
+
     def _scalars(
-        self, result: Explanation, step: int, logs: dict[str, Any] | None, initial: bool
+        self,
+        result: Explanation,
+        step: int,
+        logs: dict[str, Any] | None,
+        signals: dict[str, tuple[float, np.ndarray | None, float | None]],
     ) -> dict[str, float]:
         conf = result.confidence
         scalars: dict[str, float] = {"saliency/confidence": float(conf.mean())}
@@ -393,7 +505,9 @@ class SaliencyCallback(keras.callbacks.Callback):
             scalars[f"saliency/confidence/probe_{i:02d}"] = float(c)
         if self._label_ids is not None:
             predicted = self._predicted(result)
-            scalars["saliency/probe_accuracy"] = float((predicted == self._label_ids).mean())
+            accuracy = float((predicted == self._label_ids).mean())
+            scalars["saliency/probe_accuracy"] = accuracy
+            signals["probe_accuracy"] = (accuracy, None, 1.0 / max(result.outputs.shape[1], 2))
         masks = self.probes.masks
         if masks is not None:
             raw = result.reduced
@@ -404,69 +518,133 @@ class SaliencyCallback(keras.callbacks.Callback):
                 "pointing_game": _metrics.pointing_game(raw, masks),
                 "rank_in_mask": _metrics.rank_in_mask(raw, masks),
             }
+            assert self._chance is not None
             for name, per_probe in values.items():
-                mean = float(np.nanmean(per_probe)) if np.isfinite(per_probe).any() else np.nan
+                valid = np.isfinite(per_probe)
+                mean = float(per_probe[valid].mean()) if valid.any() else np.nan
+                chance = float(self._chance[valid].mean()) if valid.any() else np.nan
                 scalars[f"saliency/{name}"] = mean
-                self.history.setdefault(name, []).append((step, mean))
-                if logs is not None:
-                    logs[f"saliency_{name}"] = mean
+                signals[name] = (mean, per_probe, chance)
+                self._record(name, mean, step, logs)
             for i, m in enumerate(values["mass_in_mask"]):
                 scalars[f"saliency/mass_in_mask/probe_{i:02d}"] = float(m)
-            assert self._chance is not None
             scalars["saliency/mass_in_mask_chance"] = float(np.nanmean(self._chance))
-            if not initial:
-                self._update_alarm(step, values["mass_in_mask"], scalars)
         return scalars
 
-    def _update_alarm(self, step: int, mass: np.ndarray, scalars: dict[str, float]) -> None:
-        if self.alarm is None or self._chance is None:
+    def _background_step(
+        self,
+        result: Explanation,
+        step: int,
+        logs: dict[str, Any] | None,
+        signals: dict[str, tuple[float, np.ndarray | None, float | None]],
+    ) -> dict[str, float]:
+        """Runs the counterfactual probes forward, logs their panel, returns their scalars."""
+        test = self._background
+        assert test is not None and self._explainer is not None
+        _, outputs = self._explainer.predict(test.batch())
+        variants = test.split(outputs)
+        head = self._explainer.head
+        regression = head.num_classes is None
+        targets = self.probes.labels if regression else None
+        values, per_probe = _background.score(
+            test, result.outputs, variants, regression=regression, targets=targets
+        )
+        chance = values.get("only_bg_chance")
+        per_probe_signal = per_probe.get("flip", per_probe.get("change"))
+        scalars: dict[str, float] = {}
+        for name, value in values.items():
+            key = f"background/{name}"
+            scalars[f"saliency/{key}"] = value
+            if name == "only_bg_chance":
+                continue
+            has_chance = MONITORS.get(key, ("", None))[1] is not None
+            signals[key] = (value, per_probe_signal, chance if has_chance else None)
+            self._record(key, value, step, logs, name in ("gap", "flip_rate", "swap_change"))
+        stacks = [
+            self.probes.images,
+            *(test.images[v] for v in ("only_fg", "only_bg", "mixed_rand")),
+        ]
+        outs = [result.outputs] + [variants[v] for v in ("only_fg", "only_bg", "mixed_rand")]
+        captions = [
+            [f"{tag}: {text}" for text in self._prediction_texts(o)]
+            for tag, o in zip(("orig", "fg", "bg", "mix"), outs, strict=True)
+        ]
+        panels = render_variant_panels(
+            stacks,
+            captions,
+            min_tile=self.renderer.min_tile,
+            max_tile=self.renderer.max_tile,
+            value_range=self._display_range,
+        )
+        self.writer.images("saliency/background", panels, step, _BACKGROUND_DESCRIPTION)
+        return scalars
+
+    def _update_alarm(
+        self,
+        step: int,
+        signals: dict[str, tuple[float, np.ndarray | None, float | None]],
+        scalars: dict[str, float],
+    ) -> None:
+        assert self.alarm is not None
+        signal = signals.get(self.alarm.monitor)
+        if signal is None:  # e.g. the gap without labels: nothing to watch this epoch
             return
-        event = self.alarm.update(step, mass, self._chance)
+        event = self.alarm.update(step, *signal)
         scalars["saliency/alarm"] = float(event is not None)
         if event is None:
             return
         self.alarm_events.append(event)
         self.writer.text("saliency/alarm_message", event.message, step)
         warnings.warn(f"{_NAME}: {event.message}", stacklevel=4)
-        if self.stop_training and self.model is not None:
+        if self.alarm.stop_training and self.model is not None:
             self.model.stop_training = True
 
     # -- captions and descriptions -------------------------------------------------------------
 
     def _predicted(self, result: Explanation) -> np.ndarray:
-        if result.outputs.shape[1] == 1:
-            return (result.outputs[:, 0] > 0.5).astype(np.int64)
-        return result.outputs.argmax(axis=1)
+        return _background.predicted_classes(result.outputs)
 
     def _name(self, c: int) -> str:
         if self.class_names is not None and 0 <= c < len(self.class_names):
             return self.class_names[c]
         return str(c)
 
+    def _prediction_texts(self, outputs: np.ndarray) -> list[str]:
+        """`"<class> <confidence>"` per row of model outputs (the value for regression)."""
+        assert self._explainer is not None
+        head = self._explainer.head
+        if head.num_classes is None or not head.exact:  # regression or unknown head
+            return [f"{float(o):.3g}" for o in outputs[:, 0]]
+        predicted = _background.predicted_classes(outputs)
+        if outputs.shape[1] == 1:
+            conf = np.where(predicted == 1, outputs[:, 0], 1.0 - outputs[:, 0])
+        else:
+            conf = outputs[np.arange(len(outputs)), predicted]
+        return [
+            f"{self._name(int(p))} {float(c):.0%}" for p, c in zip(predicted, conf, strict=True)
+        ]
+
     def _captions(self, result: Explanation) -> list[str]:
         assert self._explainer is not None
         head = self._explainer.head
-        captions = []
         labels = self.probes.labels
+        texts = self._prediction_texts(result.outputs)
         if head.num_classes is None or not head.exact:  # regression or unknown head
-            for i in range(len(result.targets)):
-                truth = f" y={float(np.ravel(labels[i])[0]):.3g}" if labels is not None else ""
-                captions.append(f"#{i}{truth} pred={float(result.outputs[i, 0]):.3g}")
-            return captions
+            return [
+                f"#{i}{f' y={float(np.ravel(labels[i])[0]):.3g}' if labels is not None else ''}"
+                f" pred={text}"
+                for i, text in enumerate(texts)
+            ]
+        captions = []
         predicted = self._predicted(result)
-        probs = result.outputs
-        for i in range(len(result.targets)):
-            p = int(predicted[i])
-            conf = probs[i, 0] if probs.shape[1] == 1 and p == 1 else probs[i, p]
-            if probs.shape[1] == 1 and p == 0:
-                conf = 1.0 - probs[i, 0]
+        for i, text in enumerate(texts):
             truth = ""
             if self._label_ids is not None:
                 truth = f" y={self._name(int(self._label_ids[i]))}"
-            text = f"#{i}{truth} pred={self._name(p)} {float(conf):.0%}"
-            if int(result.targets[i]) != p and not callable(self.target):
-                text += f" map={self._name(int(result.targets[i]))}"
-            captions.append(text)
+            caption = f"#{i}{truth} pred={text}"
+            if int(result.targets[i]) != int(predicted[i]) and not callable(self.target):
+                caption += f" map={self._name(int(result.targets[i]))}"
+            captions.append(caption)
         return captions
 
     @functools.cached_property

@@ -30,6 +30,7 @@ __all__ = [
     "check_maps_and_masks",
     "check_masks",
     "mass_in_mask",
+    "masks_from_boxes",
     "pointing_game",
     "rank_in_mask",
 ]
@@ -80,6 +81,86 @@ def check_masks(masks: ArrayLike) -> NDArray[np.bool_]:
         bad = np.unique(arr[~is_binary])[:5]
         raise ValueError(_MASKS_BINARY_MSG.format(values=bad.tolist()))
     return arr == 1
+
+
+def masks_from_boxes(boxes: ArrayLike, shape: tuple[int, int, int]) -> NDArray[np.bool_]:
+    """Turns pixel boxes into foreground masks.
+
+    Box `i` is `(x0, y0, x1, y1)` in pixels (x to the right, y down), with the end
+    excluded, as in slicing: the mask is `True` on rows `y0 <= y < y1` and columns
+    `x0 <= x < x1`. Values are rounded to whole pixels. A box with `x0 == x1` or
+    `y0 == y1` gives an empty mask.
+
+    Args:
+        boxes: Array of shape `(N, 4)`, integer or float.
+        shape: `(N, H, W)` of the masks to build.
+
+    Returns:
+        A boolean array of shape `(N, H, W)`.
+
+    Raises:
+        TypeError: If `boxes` is not numeric.
+        ValueError: If `boxes` is not `(N, 4)`, holds NaN/inf, or a box is inverted
+            (`x1 < x0` or `y1 < y0`) or reaches outside the image.
+
+    Example:
+
+    >>> masks_from_boxes([[1, 0, 3, 1]], (1, 2, 4)).astype(int)
+    array([[[0, 1, 1, 0],
+            [0, 0, 0, 0]]])
+    """
+    arr = np.asarray(boxes)
+    n, height, width = shape
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(
+            f"expected `boxes` to be a numeric (N, 4) array, received dtype {arr.dtype}"
+        )
+    if arr.shape != (n, 4):
+        raise ValueError(
+            f"expected `boxes` of shape ({n}, 4) as (x0, y0, x1, y1) pixels, one per image; "
+            f"received shape {arr.shape}"
+        )
+    if not np.isfinite(arr).all():
+        raise ValueError("expected finite `boxes`, received NaN or inf values")
+    b = np.rint(arr).astype(np.int64)
+    x0, y0, x1, y1 = b.T
+    inverted = np.flatnonzero((x1 < x0) | (y1 < y0))
+    if len(inverted):
+        i = int(inverted[0])
+        raise ValueError(
+            f"expected `boxes` as (x0, y0, x1, y1) with x0 <= x1 and y0 <= y1; received "
+            f"boxes[{i}]={arr[i].tolist()} (inverted)"
+        )
+    outside = np.flatnonzero((x0 < 0) | (y0 < 0) | (x1 > width) | (y1 > height))
+    if len(outside):
+        i = int(outside[0])
+        raise ValueError(
+            f"expected `boxes` inside the {width}x{height} image (0 <= x0 <= x1 <= {width}, "
+            f"0 <= y0 <= y1 <= {height}); received boxes[{i}]={arr[i].tolist()}"
+        )
+    rows = np.arange(height)[None, :, None]
+    cols = np.arange(width)[None, None, :]
+    return (
+        (rows >= y0[:, None, None])
+        & (rows < y1[:, None, None])
+        & (cols >= x0[:, None, None])
+        & (cols < x1[:, None, None])
+    )
+
+
+def _masks(maps: ArrayLike, masks: ArrayLike | None, boxes: ArrayLike | None) -> ArrayLike:
+    """The masks of a metric call given `masks=` or `boxes=` (exactly one)."""
+    if (masks is None) == (boxes is None):
+        raise ValueError(
+            "expected exactly one of `masks` and `boxes`, received "
+            f"{'both' if masks is not None else 'neither'}"
+        )
+    if boxes is None:
+        return masks  # type: ignore[return-value]
+    shape = np.shape(maps)
+    if len(shape) != 3:
+        raise ValueError(_RANK_MSG.format(name="maps", shape=shape))
+    return masks_from_boxes(boxes, shape)  # type: ignore[arg-type]
 
 
 def check_maps_and_masks(
@@ -154,7 +235,9 @@ def _safe_divide(
     return out
 
 
-def mass_in_mask(maps: ArrayLike, masks: ArrayLike) -> NDArray[np.float64]:
+def mass_in_mask(
+    maps: ArrayLike, masks: ArrayLike | None = None, *, boxes: ArrayLike | None = None
+) -> NDArray[np.float64]:
     """Relevance mass accuracy: the share of saliency mass inside the mask.
 
     For each image, `sum(map * mask) / sum(map)`, computed on the non-negative
@@ -166,6 +249,8 @@ def mass_in_mask(maps: ArrayLike, masks: ArrayLike) -> NDArray[np.float64]:
     Args:
         maps: Saliency maps of shape `(N, H, W)`, integer or float, finite.
         masks: Foreground masks of shape `(N, H, W)`, boolean or 0/1.
+        boxes: Instead of `masks`, `(N, 4)` pixel boxes `(x0, y0, x1, y1)` (see
+            `masks_from_boxes`).
 
     Returns:
         Float64 array of shape `(N,)` with values in `[0, 1]`. `NaN` where the
@@ -183,7 +268,7 @@ def mass_in_mask(maps: ArrayLike, masks: ArrayLike) -> NDArray[np.float64]:
     >>> mass_in_mask(maps, masks)
     array([0.75])
     """
-    maps_arr, masks_arr = check_maps_and_masks(maps, masks)
+    maps_arr, masks_arr = check_maps_and_masks(maps, _masks(maps, masks, boxes))
     positive = np.clip(maps_arr, 0.0, None)
     total = positive.sum(axis=(1, 2))
     inside = np.where(masks_arr, positive, 0.0).sum(axis=(1, 2))
@@ -191,7 +276,13 @@ def mass_in_mask(maps: ArrayLike, masks: ArrayLike) -> NDArray[np.float64]:
     return _safe_divide(inside, total, valid)
 
 
-def pointing_game(maps: ArrayLike, masks: ArrayLike, tolerance: int = 0) -> NDArray[np.float64]:
+def pointing_game(
+    maps: ArrayLike,
+    masks: ArrayLike | None = None,
+    tolerance: int = 0,
+    *,
+    boxes: ArrayLike | None = None,
+) -> NDArray[np.float64]:
     """Pointing game: whether the map's maximum falls on the object.
 
     Each image scores 1.0 if its maximum lies inside the mask and 0.0
@@ -229,7 +320,7 @@ def pointing_game(maps: ArrayLike, masks: ArrayLike, tolerance: int = 0) -> NDAr
     >>> pointing_game(maps, masks)
     array([1. , 0.5])
     """
-    maps_arr, masks_arr = check_maps_and_masks(maps, masks)
+    maps_arr, masks_arr = check_maps_and_masks(maps, _masks(maps, masks, boxes))
     tolerance = _check_tolerance(tolerance)
     n = maps_arr.shape[0]
     if maps_arr[0:1].size == 0:  # N == 0, or images with no pixels
@@ -242,7 +333,9 @@ def pointing_game(maps: ArrayLike, masks: ArrayLike, tolerance: int = 0) -> NDAr
     return _safe_divide(hits, n_max, masks_arr.any(axis=(1, 2)))
 
 
-def rank_in_mask(maps: ArrayLike, masks: ArrayLike) -> NDArray[np.float64]:
+def rank_in_mask(
+    maps: ArrayLike, masks: ArrayLike | None = None, *, boxes: ArrayLike | None = None
+) -> NDArray[np.float64]:
     """Relevance rank accuracy: the share of the top-K pixels on the object.
 
     With `K = mask.sum()`, takes the `K` pixels with the highest saliency and
@@ -257,6 +350,8 @@ def rank_in_mask(maps: ArrayLike, masks: ArrayLike) -> NDArray[np.float64]:
     Args:
         maps: Saliency maps of shape `(N, H, W)`, integer or float, finite.
         masks: Foreground masks of shape `(N, H, W)`, boolean or 0/1.
+        boxes: Instead of `masks`, `(N, 4)` pixel boxes `(x0, y0, x1, y1)` (see
+            `masks_from_boxes`).
 
     Returns:
         Float64 array of shape `(N,)` with values in `[0, 1]`. `NaN` where the
@@ -274,7 +369,7 @@ def rank_in_mask(maps: ArrayLike, masks: ArrayLike) -> NDArray[np.float64]:
     >>> rank_in_mask(maps, masks)  # top-2 pixels are 4 (in) and 3 (out)
     array([0.5])
     """
-    maps_arr, masks_arr = check_maps_and_masks(maps, masks)
+    maps_arr, masks_arr = check_maps_and_masks(maps, _masks(maps, masks, boxes))
     n = maps_arr.shape[0]
     if maps_arr[0:1].size == 0:
         return np.full(n, np.nan, dtype=np.float64)

@@ -73,7 +73,12 @@ def check_masks(masks: Any, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def load_probes(
-    images: Any, labels: Any = None, masks: Any = None, num_probes: int | None = None
+    images: Any,
+    labels: Any = None,
+    masks: Any = None,
+    num_probes: int | None = None,
+    *,
+    boxes: Any = None,
 ) -> Probes:
     """Reads and validates the probe set once.
 
@@ -83,6 +88,8 @@ def load_probes(
         labels: Optional labels `(N,)` (class ids, or values for regression) or one-hot
             `(N, K)`; taken from the dataset when it yields them.
         masks: Optional foreground masks `(N, H, W)`, bool or 0/1.
+        boxes: Instead of `masks`, `(N, 4)` pixel boxes `(x0, y0, x1, y1)` (end excluded),
+            turned into masks (see `metrics.masks_from_boxes`).
         num_probes: How many examples to take (the first ones). Defaults to all of an array, or
             16 from a dataset.
 
@@ -115,5 +122,12 @@ def load_probes(
                 f"expected `labels` of length {len(x)} (one per probe image), received "
                 f"{len(label_arr)}"
             )
+    if boxes is not None:
+        if masks is not None:
+            raise ValueError("expected `masks` or `boxes`, received both")
+        boxes = _inputs.to_numpy(boxes, "boxes")
+        if num_probes is not None:
+            boxes = boxes[:num_probes]
+        masks = _metrics.masks_from_boxes(boxes, x.shape[:3])
     mask_arr = None if masks is None else check_masks(masks, x.shape[:3])
     return Probes(raw, x, label_arr, mask_arr)

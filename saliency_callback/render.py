@@ -796,6 +796,54 @@ def make_grid(panels: npt.ArrayLike, ncols: int | None = None, pad: int = 4) -> 
     return grid
 
 
+def render_variant_panels(
+    stacks: Sequence[npt.ArrayLike],
+    captions: Sequence[Sequence[str]],
+    *,
+    min_tile: int = 96,
+    max_tile: int = 160,
+    value_range: tuple[float, float] | None = None,
+) -> Uint8Array:
+    """One panel per probe with V versions of it side by side, each tile captioned.
+
+    Used for the background interventions (original | only_fg | only_bg | mixed_rand): each
+    tile carries its own caption strip (the model's prediction on that version).
+
+    Args:
+        stacks: V image stacks of the same shape `(N, H, W[, C])`, shown left to right.
+        captions: V sequences of N strings (`captions[v][i]` above tile `v` of probe `i`).
+        min_tile, max_tile: Tile sizing, see `tile_size`.
+        value_range: `(low, high)` of the images (the same for every stack); inferred from
+            all stacks together by default.
+
+    Returns:
+        `uint8` `(N, caption + tile height, V * tile width + separators, 3)`.
+    """
+    lo_tile, hi_tile = _check_tiles(min_tile, max_tile)
+    v = len(stacks)
+    if v == 0 or len(captions) != v:
+        raise ValueError(
+            f"expected one caption list per image stack, received {len(captions)} for {v}"
+        )
+    both = to_display_rgb(np.concatenate([np.asarray(s) for s in stacks]), value_range)
+    tiles = np.split(both, v)
+    n, h, w = tiles[0].shape[:3]
+    th, tw = tile_size(h, w, lo_tile, hi_tile)
+    factor = th // h if (th % h == 0 and tw == w * (th // h)) else 0
+    cap_h = caption_height()
+    out = _filled((n, cap_h + th, v * tw + (v - 1) * SEPARATOR_PX, 3), BACKGROUND_RGB)
+    for j, (tile, texts) in enumerate(zip(tiles, captions, strict=True)):
+        x0 = j * (tw + SEPARATOR_PX)
+        if factor > 1:
+            tile = upscale_nearest(tile, factor)
+        elif not factor:
+            tile = resize_stack(tile, (th, tw))
+        out[:, cap_h:, x0 : x0 + tw] = tile
+        for i, text in enumerate(texts):
+            out[i, :cap_h, x0 : x0 + tw] = _caption_strip_cached(tw, str(text), CAPTION_FONT_SIZE)
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
 class Renderer:
     """Validated rendering options, with methods to render panels and grids.

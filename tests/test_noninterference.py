@@ -68,6 +68,8 @@ def test_training_is_bitwise_identical_with_and_without_the_callback(tmp_path, m
         strict=True,
     )
     model, state, opt = train([cb])
+    # With masks, the background tests (forward passes on counterfactual probes) ran too.
+    assert ("saliency_background_flip_rate" in cb.model.history.history) == with_masks
     assert len(state) == len(ref_state) and len(opt) == len(ref_opt)
     for a, b in zip(ref_state + ref_opt, state + opt, strict=True):
         np.testing.assert_array_equal(a, b)

@@ -1,0 +1,252 @@
+"""Background interventions: does the prediction follow the object or its background?
+
+After the Backgrounds Challenge (Xiao, Engstrom, Ilyas, Madry, "Noise or Signal: The Role of
+Image Backgrounds in Object Recognition", ICLR 2021), each probe with a foreground mask gets
+counterfactual versions, built once from the fixed probes (they never change between epochs):
+
+- `only_fg`: the object on a neutral background: every background pixel is set to the probe
+  set's mean colour (per channel, over all probes and pixels). A constant colour carries no
+  class information, and unlike black (the challenge's fill) it is neutral whatever the input
+  range (0..1, 0..255, or standardised inputs where 0 is already a colour).
+- `only_bg`: the object removed, its pixels filled with the nearest background pixel (a
+  Euclidean nearest-neighbour inpainting, `scipy.ndimage.distance_transform_edt`).
+- `mixed_rand`: the object pasted onto another probe's `only_bg` background. The partner is
+  drawn once, from a fixed seed, among probes of another class when labels exist (any other
+  probe otherwise), so every epoch and every process uses the same pairs.
+- `mixed_same`: the same with a partner of the same class (labels needed; probes whose class
+  has no other probe are left out).
+
+A model that reads the object keeps its prediction under a background swap; one that reads
+the background follows the partner. `score` turns the model's outputs on these images into
+the signals the callback logs: accuracies, the gap `accuracy - mixed_rand_accuracy` and the
+`flip_rate` (the fraction of swaps that change the predicted class, no labels needed). For a
+regression output (one linear unit) the analogue of the flip rate is `swap_change`, see
+`score`.
+
+Probes whose mask is empty or covers the whole image have no object or no background to swap;
+they are left out (`BackgroundTest.valid`). Pure numpy/scipy: the forward pass is the
+engine's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+VARIANTS = ("only_fg", "only_bg", "mixed_rand", "mixed_same")
+SWAPS = ("mixed_rand", "mixed_same")
+DEFAULT_SEED = 0
+
+
+def neutral_fill(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """`only_fg`: background pixels set to the probe set's mean colour (per channel)."""
+    x = np.asarray(images, np.float32)
+    fill = x.mean(axis=(0, 1, 2), dtype=np.float64).astype(np.float32)
+    return np.where(masks[..., None], x, fill).astype(np.float32)
+
+
+def remove_objects(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """`only_bg`: each object pixel takes the value of its nearest background pixel.
+
+    Images whose mask covers everything have no background and are returned unchanged.
+    """
+    x = np.asarray(images, np.float32)
+    out = x.copy()
+    for i, mask in enumerate(masks):
+        if not mask.any() or mask.all():
+            continue
+        # For every pixel, the indices of the nearest pixel where `mask` is False.
+        _, (rows, cols) = ndimage.distance_transform_edt(mask, return_indices=True)
+        out[i] = x[i][rows, cols]
+    return out
+
+
+def paste(
+    images: np.ndarray, masks: np.ndarray, backgrounds: np.ndarray, partners: np.ndarray
+) -> np.ndarray:
+    """Object `i` (pixels where `masks[i]`) over `backgrounds[partners[i]]`; rows with no
+    partner (`-1`) keep their own image."""
+    x = np.asarray(images, np.float32)
+    idx = np.where(partners >= 0, partners, np.arange(len(x)))
+    return np.where(masks[..., None], x, backgrounds[idx]).astype(np.float32)
+
+
+def pair_probes(
+    valid: np.ndarray, classes: np.ndarray | None, *, same: bool, seed: int = DEFAULT_SEED
+) -> np.ndarray:
+    """One partner per probe, drawn once from `seed`; `-1` where none qualifies.
+
+    Args:
+        valid: bool `(N,)`, which probes can take part.
+        classes: int `(N,)` class of each probe, or `None` (then any other probe qualifies
+            for `same=False`, and none for `same=True`).
+        same: Whether the partner must share the probe's class (`mixed_same`) or should
+            differ from it (`mixed_rand`: another class when one exists, else any other probe).
+        seed: Seed of the draw; the same inputs and seed always give the same pairs.
+    """
+    rng = np.random.default_rng(seed)
+    n = len(valid)
+    partners = np.full(n, -1, np.int64)
+    if same and classes is None:
+        return partners
+    indices = np.arange(n)
+    for i in range(n):
+        if not valid[i]:
+            continue
+        others = valid & (indices != i)
+        if classes is not None:
+            matching = others & ((classes == classes[i]) if same else (classes != classes[i]))
+            if same or matching.any():
+                others = matching
+        choices = indices[others]
+        if len(choices):
+            partners[i] = int(rng.choice(choices))
+    return partners
+
+
+@dataclass(frozen=True)
+class BackgroundTest:
+    """The counterfactual probes of one probe set, built once.
+
+    Attributes:
+        valid: bool `(N,)`: probes with both object and background pixels.
+        partners: `{"mixed_rand": (N,), "mixed_same": (N,)}` partner indices, `-1` for none.
+        images: `{variant: float32 (N, H, W, C)}` for the variants in `variants`.
+        classes: int `(N,)` class ids used for pairing and accuracies, or `None`.
+    """
+
+    valid: np.ndarray
+    partners: dict[str, np.ndarray]
+    images: dict[str, np.ndarray]
+    classes: np.ndarray | None = None
+    variants: tuple[str, ...] = field(default=VARIANTS)
+
+    @classmethod
+    def build(
+        cls,
+        images: np.ndarray,
+        masks: np.ndarray,
+        classes: np.ndarray | None = None,
+        seed: int = DEFAULT_SEED,
+    ) -> BackgroundTest:
+        """Builds the variants of `images` `(N, H, W, C)` with bool `masks` `(N, H, W)`."""
+        masks = np.asarray(masks, bool)
+        area = masks.mean(axis=(1, 2))
+        valid = (area > 0) & (area < 1)
+        only_bg = remove_objects(images, masks)
+        partners = {
+            "mixed_rand": pair_probes(valid, classes, same=False, seed=seed),
+            "mixed_same": pair_probes(valid, classes, same=True, seed=seed),
+        }
+        built = {"only_fg": neutral_fill(images, masks), "only_bg": only_bg}
+        for swap in SWAPS:
+            if (partners[swap] >= 0).any():
+                built[swap] = paste(images, masks, only_bg, partners[swap])
+        variants = tuple(v for v in VARIANTS if v in built)
+        return cls(valid, partners, built, classes, variants)
+
+    @property
+    def invalid(self) -> list[int]:
+        """Probes left out (empty mask or a mask covering the whole image)."""
+        return [int(i) for i in np.flatnonzero(~self.valid)]
+
+    def batch(self) -> np.ndarray:
+        """All variants' images in one batch, in `variants` order (`len(variants) * N`)."""
+        return np.concatenate([self.images[v] for v in self.variants])
+
+    def split(self, outputs: np.ndarray) -> dict[str, np.ndarray]:
+        """Splits the model's outputs on `batch()` back into one array per variant."""
+        return dict(zip(self.variants, np.split(outputs, len(self.variants)), strict=True))
+
+
+def predicted_classes(outputs: np.ndarray) -> np.ndarray:
+    """Class ids from model outputs `(N, K)`: argmax, or `p > 0.5` for one sigmoid unit."""
+    if outputs.shape[1] == 1:
+        return (outputs[:, 0] > 0.5).astype(np.int64)
+    return outputs.argmax(axis=1)
+
+
+def _mean(values: np.ndarray, where: np.ndarray) -> float:
+    return float(values[where].mean()) if where.any() else float("nan")
+
+
+def score(
+    test: BackgroundTest,
+    original: np.ndarray,
+    variants: dict[str, np.ndarray],
+    *,
+    regression: bool = False,
+    targets: np.ndarray | None = None,
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """The background signals from the model's outputs on the probes and their variants.
+
+    Classification (softmax, or one sigmoid unit as two classes):
+    - `flip_rate`: fraction of `mixed_rand` swaps whose predicted class differs from the
+      original probe's (no labels needed; 0 = the background never matters).
+    - with `test.classes`: `accuracy` (original probes), `only_fg_accuracy`,
+      `only_bg_accuracy` (with `only_bg_chance` = 1/K), `mixed_rand_accuracy`,
+      `mixed_same_accuracy` (the object's class is the right answer), and
+      `gap = accuracy - mixed_rand_accuracy`, all over the probes that take part.
+
+    Regression (one linear unit; `targets` are the true values if known):
+    - `swap_change`: mean |f(mixed_rand_i) - f(i)| over mean |f(partner_i) - f(i)|: the share
+      of the difference between two probes' outputs that follows the background (0 = none,
+      1 = the output is the partner's);
+    - with `targets`: `mae`, `only_fg_mae`, `only_bg_mae`, `mixed_rand_mae`, and
+      `gap = mixed_rand_mae - mae` (how much worse the swap makes it).
+
+    Returns:
+        `(scalars, per_probe)`: scalar means, and per-probe values (`flip` 0/1 per probe, or
+        `change` for regression; NaN for probes that do not take part).
+    """
+    rand = test.partners["mixed_rand"]
+    swapped = test.valid & (rand >= 0)
+    scalars: dict[str, float] = {}
+    per_probe: dict[str, np.ndarray] = {}
+    if regression:
+        y0 = original[:, 0].astype(np.float64)
+        change = np.full(len(y0), np.nan)
+        if "mixed_rand" in variants:
+            idx = np.where(swapped, rand, 0)
+            moved = np.abs(variants["mixed_rand"][:, 0] - y0)
+            apart = np.abs(y0[idx] - y0)
+            denominator = _mean(apart, swapped)
+            change[swapped] = moved[swapped]
+            ratio = _mean(moved, swapped) / denominator if denominator > 0 else float("nan")
+            scalars["swap_change"] = ratio
+        per_probe["change"] = change
+        if targets is not None:
+            t = np.asarray(targets, np.float64).reshape(len(y0), -1)[:, 0]
+            scalars["mae"] = _mean(np.abs(y0 - t), test.valid)
+            for v in ("only_fg", "only_bg", "mixed_rand"):
+                if v in variants:
+                    where = swapped if v == "mixed_rand" else test.valid
+                    scalars[f"{v}_mae"] = _mean(np.abs(variants[v][:, 0] - t), where)
+            if "mixed_rand_mae" in scalars:
+                scalars["gap"] = scalars["mixed_rand_mae"] - _mean(np.abs(y0 - t), swapped)
+        return scalars, per_probe
+
+    pred = predicted_classes(original)
+    flips = np.full(len(pred), np.nan)
+    if "mixed_rand" in variants:
+        flipped = predicted_classes(variants["mixed_rand"]) != pred
+        flips[swapped] = flipped[swapped]
+        scalars["flip_rate"] = _mean(flipped.astype(np.float64), swapped)
+    per_probe["flip"] = flips
+    classes = test.classes
+    if classes is not None:
+        right = (pred == classes).astype(np.float64)
+        scalars["accuracy"] = _mean(right, test.valid)
+        k = max(original.shape[1], 2)
+        for v in VARIANTS:
+            if v not in variants:
+                continue
+            where = test.valid & (test.partners[v] >= 0) if v in SWAPS else test.valid
+            correct = (predicted_classes(variants[v]) == classes).astype(np.float64)
+            scalars[f"{v}_accuracy"] = _mean(correct, where)
+        scalars["only_bg_chance"] = 1.0 / k
+        if "mixed_rand_accuracy" in scalars:
+            scalars["gap"] = _mean(right, swapped) - scalars["mixed_rand_accuracy"]
+    return scalars, per_probe

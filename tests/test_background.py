@@ -1,0 +1,259 @@
+"""Background interventions: compositing pixel by pixel, pairing, and hand-built models that
+read only the background or only the object, through the callback and its event files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import keras
+import numpy as np
+import pytest
+from tb_events import read_run
+
+import saliency_callback as sc
+from saliency_callback import background as bg
+
+K, N, S = 3, 9, 12  # classes, probes, image size
+
+
+def probe_set(seed: int = 0, *, object_reads_class: bool):
+    """Probes with a 4x4 object at a random place. Either the background is the class colour
+    and the object neutral grey (`object_reads_class=False`), or the object is the class colour
+    and the background a grey of random brightness (`True`)."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(N) % K
+    images = np.zeros((N, S, S, 3), np.float32)
+    masks = np.zeros((N, S, S), bool)
+    for i, c in enumerate(labels):
+        y, x = rng.integers(0, S - 4, 2)
+        masks[i, y : y + 4, x : x + 4] = True
+        colour = np.eye(3, dtype=np.float32)[c]
+        grey = np.full(3, rng.uniform(0.2, 0.8), np.float32)
+        images[i] = grey if object_reads_class else colour
+        images[i][masks[i]] = colour if object_reads_class else 0.5
+    return images, labels, masks
+
+
+def background_reader() -> keras.Model:
+    """Logits = the image's mean colour: the (class-coloured) background dominates it."""
+    inp = keras.Input((S, S, 3))
+    dense = keras.layers.Dense(K, activation="softmax", name="head")
+    out = dense(keras.layers.GlobalAveragePooling2D()(inp))
+    dense.set_weights([np.eye(3, dtype=np.float32) * 10, np.zeros(3, np.float32)])
+    return frozen(keras.Model(inp, out))
+
+
+def object_reader() -> keras.Model:
+    """Logits = the largest colourfulness (channel minus the pixel's grey level): zero on any
+    grey background, the class colour on the object."""
+    inp = keras.Input((S, S, 3))
+    conv = keras.layers.Conv2D(3, 1, activation="relu", name="chroma")
+    x = keras.layers.GlobalMaxPooling2D()(conv(inp))
+    dense = keras.layers.Dense(K, activation="softmax", name="head")
+    out = dense(x)
+    conv.set_weights([(np.eye(3) - 1 / 3).reshape(1, 1, 3, 3).astype(np.float32), np.zeros(3)])
+    dense.set_weights([np.eye(3, dtype=np.float32) * 10, np.zeros(3, np.float32)])
+    return frozen(keras.Model(inp, out))
+
+
+def frozen(model: keras.Model) -> keras.Model:
+    model.compile(keras.optimizers.SGD(0.0), "sparse_categorical_crossentropy")
+    return model
+
+
+def fit_with_callback(model, tmp_path, images, labels, masks, **kwargs):
+    cb = sc.SaliencyCallback(
+        images, labels=labels, masks=masks, log_dir=str(tmp_path), strict=True, **kwargs
+    )
+    history = model.fit(images, labels, epochs=2, verbose=0, callbacks=[cb])
+    return cb, history, read_run(str(tmp_path / "saliency"))
+
+
+# -- compositing ---------------------------------------------------------------------------------
+
+
+def test_variants_pixel_by_pixel():
+    images, labels, masks = probe_set(object_reads_class=False)
+    test = bg.BackgroundTest.build(images, masks, labels)
+    mean = images.mean(axis=(0, 1, 2))
+    only_fg, only_bg = test.images["only_fg"], test.images["only_bg"]
+    mixed, partners = test.images["mixed_rand"], test.partners["mixed_rand"]
+    for i in range(N):
+        m, j = masks[i], partners[i]
+        np.testing.assert_array_equal(only_fg[i][m], images[i][m])
+        np.testing.assert_allclose(only_fg[i][~m], np.broadcast_to(mean, only_fg[i][~m].shape))
+        np.testing.assert_array_equal(only_bg[i][~m], images[i][~m])  # background kept
+        # The object's grey is gone: its pixels now hold the (uniform) background colour.
+        np.testing.assert_array_equal(only_bg[i][m], np.broadcast_to(images[i][~m][0], (16, 3)))
+        np.testing.assert_array_equal(mixed[i][m], images[i][m])  # object from the source
+        np.testing.assert_array_equal(mixed[i][~m], only_bg[j][~m])  # background: partner's
+        assert labels[j] != labels[i]  # mixed_rand pairs across classes when labels exist
+        same = test.partners["mixed_same"][i]
+        assert same != i and labels[same] == labels[i]
+
+
+def test_object_removal_fills_from_the_nearest_background_pixel():
+    image = np.zeros((1, 1, 5, 1), np.float32)
+    image[0, 0] = [[1], [2], [9], [9], [5]]
+    mask = np.array([[[False, False, True, True, False]]])
+    filled = bg.remove_objects(image, mask)[0, 0, :, 0]
+    np.testing.assert_array_equal(filled, [1, 2, 2, 5, 5])
+
+
+def test_pairing_is_deterministic_across_processes_and_respects_classes():
+    valid = np.ones(8, bool)
+    valid[5] = False
+    classes = np.array([0, 0, 1, 1, 2, 2, 2, 0])
+    here = bg.pair_probes(valid, classes, same=False)
+    code = (
+        "import numpy as np; from saliency_callback.background import pair_probes; "
+        "v = np.ones(8, bool); v[5] = False; "
+        "print(pair_probes(v, np.array([0, 0, 1, 1, 2, 2, 2, 0]), same=False).tolist())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(here.tolist())
+    assert here[5] == -1 and 5 not in here
+    assert all(classes[j] != classes[i] for i, j in enumerate(here) if j >= 0)
+    same = bg.pair_probes(valid, classes, same=True)
+    assert same[4] == 6 and same[6] == 4 and same[2] == 3  # the only same-class partners
+    assert not (bg.pair_probes(valid, None, same=True) >= 0).any()
+    unlabeled = bg.pair_probes(valid, None, same=False)
+    assert all(j not in (-1, i, 5) for i, j in enumerate(unlabeled) if valid[i])
+
+
+# -- hand-built models through the callback ------------------------------------------------------
+
+
+def test_a_background_reader_has_a_full_gap_and_flips_every_swap(tmp_path):
+    images, labels, masks = probe_set(object_reads_class=False)
+    alarm = sc.ShortcutAlarm(0.5, monitor="background/gap")
+    cb, history, run = fit_with_callback(
+        background_reader(), tmp_path, images, labels, masks, alarm=alarm
+    )
+    last = {tag: values[-1][1] for tag, values in run.scalars.items()}
+    assert last["saliency/background/accuracy"] == 1.0
+    assert last["saliency/background/mixed_rand_accuracy"] == 0.0  # follows the partner
+    assert last["saliency/background/gap"] == 1.0
+    assert last["saliency/background/flip_rate"] == 1.0
+    assert last["saliency/background/only_bg_accuracy"] == 1.0  # the background suffices
+    assert last["saliency/background/only_bg_chance"] == pytest.approx(1 / K)
+    assert last["saliency/background/mixed_same_accuracy"] == 1.0
+    assert history.history["saliency_background_gap"] == [1.0, 1.0]
+    assert history.history["saliency_background_flip_rate"] == [1.0, 1.0]
+    assert [e.step for e in cb.alarm_events] == [0]  # fires once, then stays armed off
+    assert "background" in cb.alarm_events[0].message
+    assert run.texts["saliency/alarm_message"][0][0] == 0
+    # The panel: one sample per probe, four captioned tiles side by side.
+    step, panels = run.images["saliency/background"][-1]
+    assert step == 1 and len(panels) == N
+    assert panels[0].shape[1] > 4 * 64 and panels[0].shape[0] > 64
+
+
+def test_an_object_reader_ignores_background_swaps(tmp_path):
+    images, labels, masks = probe_set(object_reads_class=True)
+    alarm = sc.ShortcutAlarm(0.5, monitor="saliency_background_gap")
+    cb, _, run = fit_with_callback(object_reader(), tmp_path, images, labels, masks, alarm=alarm)
+    last = {tag: values[-1][1] for tag, values in run.scalars.items()}
+    assert last["saliency/background/accuracy"] == 1.0
+    assert last["saliency/background/mixed_rand_accuracy"] == 1.0
+    assert last["saliency/background/only_fg_accuracy"] == 1.0
+    assert last["saliency/background/gap"] == 0.0
+    assert last["saliency/background/flip_rate"] == 0.0
+    assert last["saliency/background/only_bg_accuracy"] < 0.5  # no object, no class (1/3 + noise)
+    assert cb.alarm_events == [] and "saliency/alarm_message" not in run.texts
+
+
+def test_flip_rate_needs_no_labels_and_boxes_work_like_masks(tmp_path):
+    images, labels, masks = probe_set(object_reads_class=False)
+    ys = [np.flatnonzero(m.any(axis=1)) for m in masks]
+    xs = [np.flatnonzero(m.any(axis=0)) for m in masks]
+    boxes = np.array([[x[0], y[0], x[-1] + 1, y[-1] + 1] for x, y in zip(xs, ys, strict=True)])
+    np.testing.assert_array_equal(sc.metrics.masks_from_boxes(boxes, masks.shape), masks)
+    cb = sc.SaliencyCallback(images, boxes=boxes, log_dir=str(tmp_path), strict=True)
+    background_reader().fit(images, np.zeros(N), epochs=1, verbose=0, callbacks=[cb])
+    scalars = read_run(str(tmp_path / "saliency")).scalars
+    # Without labels a partner may share the class, hence the background colour: no flip then.
+    partners = cb._background.partners["mixed_rand"]
+    expected = float(np.mean(labels[partners] != labels))
+    assert 0 < expected < 1
+    assert scalars["saliency/background/flip_rate"] == [(0, pytest.approx(expected))]
+    assert "saliency/background/gap" not in scalars  # needs labels
+
+
+def test_regression_swap_change_follows_the_background(tmp_path):
+    """A regression output equal to the red channel's mean: with equal object areas the swap
+    moves the output exactly to the partner's (swap_change 1); the object-reader moves 0."""
+    images, _, masks = probe_set(object_reads_class=False)
+    images[..., 0] = np.where(masks, 0.5, np.linspace(0, 1, N)[:, None, None])
+    inp = keras.Input((S, S, 3))
+    dense = keras.layers.Dense(1)
+    model = keras.Model(inp, dense(keras.layers.GlobalAveragePooling2D()(inp)))
+    dense.set_weights([np.array([[1.0], [0.0], [0.0]], np.float32), np.zeros(1, np.float32)])
+    targets = images[..., 0].mean(axis=(1, 2))
+    cb = sc.SaliencyCallback(images, labels=targets, masks=masks, log_dir=str(tmp_path))
+    history = frozen(model).fit(images, targets, epochs=1, verbose=0, callbacks=[cb])
+    assert history.history["saliency_background_swap_change"][0] == pytest.approx(1.0, abs=1e-5)
+    scalars = read_run(str(tmp_path / "saliency")).scalars
+    assert scalars["saliency/background/mae"][0][1] == pytest.approx(0.0, abs=1e-6)
+    assert scalars["saliency/background/gap"][0][1] > 0.1
+
+
+# -- bad input -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "boxes, words",
+    [
+        ([[0, 0, 13, 4]] * N, "inside the 12x12 image"),
+        ([[-1, 0, 4, 4]] * N, "inside the 12x12 image"),
+        ([[5, 0, 2, 4]] * N, "inverted"),
+        ([[0, 0, 4]] * N, "shape (9, 4)"),
+        ([[0, 0, 4, np.nan]] * N, "finite"),
+    ],
+)
+def test_bad_boxes_fail_in_init_naming_boxes(tmp_path, boxes, words):
+    images, _, _ = probe_set(object_reads_class=False)
+    with pytest.raises(ValueError, match="`boxes`") as info:
+        sc.SaliencyCallback(images, boxes=np.array(boxes), log_dir=str(tmp_path))
+    assert words in str(info.value)
+
+
+def test_background_tests_without_masks_and_conflicting_alarms_fail_in_init(tmp_path):
+    images, labels, masks = probe_set(object_reads_class=False)
+    with pytest.raises(ValueError, match="background_tests=True but no `masks` or `boxes`"):
+        sc.SaliencyCallback(images, background_tests=True, log_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="both `alarm` and `alarm_threshold"):
+        sc.SaliencyCallback(images, masks=masks, alarm=sc.ShortcutAlarm(0.5), alarm_threshold=0.5)
+    with pytest.raises(ValueError, match="needs `labels`"):
+        gap = sc.ShortcutAlarm(0.5, monitor="background/gap")
+        sc.SaliencyCallback(images, masks=masks, alarm=gap)
+    with pytest.raises(ValueError, match="background_tests=False"):
+        sc.SaliencyCallback(
+            images,
+            labels=labels,
+            masks=masks,
+            background_tests=False,
+            alarm=sc.ShortcutAlarm(0.5, monitor="background/flip_rate"),
+        )
+    with pytest.raises(ValueError, match="Unknown alarm `monitor`: received 'loss'"):
+        sc.ShortcutAlarm(0.5, monitor="loss")
+    with pytest.raises(ValueError, match="has no chance level"):
+        sc.ShortcutAlarm(0.5, monitor="background/gap", relative_to="chance")
+
+
+def test_empty_and_full_masks_are_left_out_with_one_warning(tmp_path):
+    images, labels, masks = probe_set(object_reads_class=False)
+    masks[2] = False
+    masks[5] = True
+    with pytest.warns(UserWarning, match=r"probes \[2, 5\] have an empty mask or one covering"):
+        cb = sc.SaliencyCallback(
+            images, labels=labels, masks=masks, log_dir=str(tmp_path), strict=True
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no further warning during training
+        background_reader().fit(images, labels, epochs=1, verbose=0, callbacks=[cb])
+    assert cb._background is not None and cb._background.invalid == [2, 5]
+    scalars = read_run(str(tmp_path / "saliency")).scalars
+    assert scalars["saliency/background/gap"] == [(0, 1.0)]  # the other 7 probes
