@@ -5,8 +5,11 @@ For the *shortcut* model, the background colour agrees with the class on 95% of 
 images, so the background gives the answer away; for the *clean* model the background is
 random. Both train with a `SaliencyCallback` that watches how much saliency falls inside the
 objects' masks, each writing its own run into one log dir, and raises an alarm when the
-saliency stays off the object. At the end a verdict table sets test accuracy on agreeing vs
-disagreeing backgrounds next to the mass in mask: the shortcut model is caught by its saliency.
+saliency stays off the object. With the masks the callback also swaps the probes'
+backgrounds every epoch: the *gap* (probe accuracy minus accuracy with each object pasted on
+another probe's background) and the *flip rate* (the share of swaps that change the
+prediction) measure the shortcut directly. At the end a verdict table sets test accuracy on
+agreeing vs disagreeing backgrounds next to the mass in mask, the gap and the flip rate.
 
 Run:
     python examples/shortcut_demo.py            # 25-100 s on 2 CPU cores, depending on the CPU
@@ -45,6 +48,8 @@ class RunResult:
     acc_disagree: float
     mass_in_mask: float
     chance: float
+    gap: float
+    flip_rate: float
     alarm_epochs: list[int]
     seconds: float
 
@@ -67,7 +72,8 @@ def build_model(image_size: int, num_classes: int, seed: int) -> keras.Model:
 
 
 class EpochPrinter(keras.callbacks.Callback):
-    """Prints one line per epoch: accuracy, mass in mask (vs chance) and the alarm."""
+    """Prints one line per epoch: accuracy, mass in mask (vs chance), the background tests'
+    gap and flip rate, and the alarm."""
 
     def __init__(self, name: str, saliency: sc.SaliencyCallback) -> None:
         super().__init__()
@@ -76,10 +82,12 @@ class EpochPrinter(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
         chance = float(np.nanmean(sc.chance_level(self.saliency.probes.masks)))
+        nan = float("nan")
         line = (
             f"  [{self.name:8s}] epoch {epoch + 1:2d}  train acc {logs.get('accuracy', 0):.2f}  "
-            f"mass in mask {logs.get('saliency_mass_in_mask', float('nan')):.2f} "
-            f"(chance {chance:.2f})"
+            f"mass in mask {logs.get('saliency_mass_in_mask', nan):.2f} (chance {chance:.2f})  "
+            f"bg gap {logs.get('saliency_background_gap', nan):5.2f}  "
+            f"flips {logs.get('saliency_background_flip_rate', nan):.2f}"
         )
         fired = [e for e in self.saliency.alarm_events if e.step == epoch]
         if fired:
@@ -136,6 +144,7 @@ def train_one(
     pred = model.predict(test.images, verbose=0, batch_size=256).argmax(axis=1)
     correct = pred == test.labels
     final_mass = saliency.history["mass_in_mask"][-1][1]
+    final = {name: saliency.history[f"background/{name}"][-1][1] for name in ("gap", "flip_rate")}
     return RunResult(
         name=name,
         agreement=agreement,
@@ -143,6 +152,8 @@ def train_one(
         acc_disagree=float(correct[~test.cue_agrees].mean()),
         mass_in_mask=float(final_mass),
         chance=float(np.nanmean(sc.chance_level(saliency.probes.masks))),
+        gap=float(final["gap"]),
+        flip_rate=float(final["flip_rate"]),
         alarm_epochs=[e.step + 1 for e in saliency.alarm_events],
         seconds=seconds,
     )
@@ -171,7 +182,7 @@ def verdict_table(results: list[RunResult]) -> str:
     """The closing table: accuracy on agreeing vs disagreeing backgrounds next to saliency."""
     head = (
         f"{'run':10s} {'bg agrees':>9s} {'acc agree':>9s} {'acc disagree':>12s} "
-        f"{'mass in mask':>12s} {'chance':>6s}  verdict"
+        f"{'mass in mask':>12s} {'chance':>6s} {'bg gap':>6s} {'flips':>5s}  verdict"
     )
     lines = [head, "-" * (len(head) + 30)]
     for r in results:
@@ -181,7 +192,7 @@ def verdict_table(results: list[RunResult]) -> str:
             verdict = "looks at the object"
         lines.append(
             f"{r.name:10s} {r.agreement:9.0%} {r.acc_agree:9.2f} {r.acc_disagree:12.2f} "
-            f"{r.mass_in_mask:12.2f} {r.chance:6.2f}  {verdict}"
+            f"{r.mass_in_mask:12.2f} {r.chance:6.2f} {r.gap:6.2f} {r.flip_rate:5.2f}  {verdict}"
         )
     return "\n".join(lines)
 
