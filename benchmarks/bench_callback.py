@@ -54,6 +54,7 @@ How to run
     python benchmarks/bench_callback.py --workload cnn       # cnn | mobilenet | all
     python benchmarks/bench_callback.py --method gradcam     # vanilla (default) | gradcam
     python benchmarks/bench_callback.py --fit                # only the realistic fit overhead
+    python benchmarks/bench_callback.py --background         # only the background tests' cost
     python benchmarks/bench_callback.py --probes random      # uniform noise probes (worst PNG)
 
     Probes default to `make_shortcut_data` images (flat tinted backgrounds, a shape and 5%
@@ -734,6 +735,40 @@ def print_tables(rows: list[Row]) -> None:
 # -- main -------------------------------------------------------------------------------------
 
 
+def bench_background(workload: Workload, repeats: int) -> None:
+    """The background tests' forward pass against the vanilla gradient pass, same probes.
+
+    The counterfactual batch (only_fg, only_bg, mixed_rand, mixed_same of the 32 probes, built
+    once by `BackgroundTest.build`) goes through `Explainer.predict` (compiled, batched,
+    forward only); the reference is the bare compiled vanilla gradient of the 32 probes.
+    Interleaved, medians.
+    """
+    from saliency_callback.background import BackgroundTest
+    from saliency_callback.engine import Explainer
+
+    data = make_shortcut_data(NUM_PROBES, image_size=workload.size, num_classes=6, seed=1)
+    model = workload.build()
+    reference = GradientReference(model, workload.gradcam_layer)
+    explainer = Explainer(model, "vanilla")
+    test = BackgroundTest.build(data.images, data.masks, data.labels)
+    batch = test.batch()
+    x = tf.convert_to_tensor(data.images)
+    explainer.predict(batch)  # trace
+    reference.vanilla_fn(x).numpy()
+    traces = explainer.tracing_count
+    forward_ms, gradient_ms = [], []
+    for _ in range(repeats):
+        forward_ms.append(timed(lambda: explainer.predict(batch))[0])
+        gradient_ms.append(timed(lambda: reference.vanilla_fn(x).numpy())[0])
+    fwd, grad = float(np.median(forward_ms)), float(np.median(gradient_ms))
+    per_variant = fwd / len(test.variants)
+    print(
+        f"| {workload.name} | {len(test.variants)} x {NUM_PROBES} ({', '.join(test.variants)}) "
+        f"| {fwd:.1f} ms | {grad:.1f} ms | {fwd / grad:.2f} | {per_variant / grad:.2f} "
+        f"| {explainer.tracing_count - traces} |"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="fewer repeats, no fit, no what-if")
@@ -749,6 +784,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fit-epochs", type=int, default=3, help="epochs with and without the callback each"
     )
+    parser.add_argument(
+        "--background", action="store_true", help="only the background tests' forward pass"
+    )
     args = parser.parse_args(argv)
     print(
         f"{environment()}; {NUM_PROBES} probes ({args.probes}), "
@@ -758,6 +796,15 @@ def main(argv: list[str] | None = None) -> int:
         bench_fit(args.fit_epochs)
         return 0
     names = list(WORKLOADS) if args.workload == "all" else [args.workload]
+    print(
+        "\nBackground tests (forward only) vs the vanilla gradient pass on the same probes:\n\n"
+        "| workload | counterfactual images | forward | vanilla gradient | ratio | per variant "
+        "| retraces |\n|---|---|---|---|---|---|---|"
+    )
+    for name in names:
+        bench_background(WORKLOADS[name], 5 if args.quick else 20)
+    if args.background:
+        return 0
     rows: list[Row] = []
     for name in names:
         methods = [args.method]

@@ -32,7 +32,7 @@ _BACKGROUND_DESCRIPTION = (
     "Background tests. Each panel: **original | only_fg | only_bg | mixed_rand**: the object on "
     "the probe set's mean colour; the object removed (filled from the nearest background "
     "pixels); the object on another probe's background (a fixed, seeded pairing, another class "
-    "where labels exist). Captions: the model's prediction and confidence on each version."
+    "where labels exist). Each tile's caption: the model's prediction and confidence on it."
 )
 
 
@@ -565,10 +565,7 @@ class SaliencyCallback(keras.callbacks.Callback):
             *(test.images[v] for v in ("only_fg", "only_bg", "mixed_rand")),
         ]
         outs = [result.outputs] + [variants[v] for v in ("only_fg", "only_bg", "mixed_rand")]
-        captions = [
-            [f"{tag}: {text}" for text in self._prediction_texts(o)]
-            for tag, o in zip(("orig", "fg", "bg", "mix"), outs, strict=True)
-        ]
+        captions = [self._prediction_texts(o) for o in outs]
         panels = render_variant_panels(
             stacks,
             captions,
