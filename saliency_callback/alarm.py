@@ -25,6 +25,7 @@ MONITORS: dict[str, tuple[str, str | None]] = {
     "background/mixed_rand_accuracy": ("below", "1/K"),
     "background/mixed_same_accuracy": ("below", "1/K"),
     "probe_accuracy": ("below", "1/K"),
+    "hotspot": ("above", "the score of randomly shifted maps"),
 }
 MASK_MONITORS = ("mass_in_mask", "pointing_game", "rank_in_mask")
 
@@ -95,7 +96,8 @@ class ShortcutAlarm:
         relative: Deprecated spelling of `relative_to="chance"`. Defaults to `False`.
         monitor: The signal: `"mass_in_mask"`, `"pointing_game"`, `"rank_in_mask"` (need
             masks or boxes), `"background/gap"`, `"background/flip_rate"`,
-            `"background/only_bg_accuracy"`, ... (background tests), `"probe_accuracy"`.
+            `"background/only_bg_accuracy"`, ... (background tests), `"probe_accuracy"`,
+            `"hotspot"` (saliency piling up at the same pixels; needs no masks).
             `"saliency/..."` and the Keras logs spelling `"saliency_background_gap"` are
             accepted too. Defaults to `"mass_in_mask"`.
         mode: `"below"` fires when the signal is below the limit, `"above"` when above;

@@ -508,11 +508,15 @@ class SaliencyCallback(keras.callbacks.Callback):
             accuracy = float((predicted == self._label_ids).mean())
             scalars["saliency/probe_accuracy"] = accuracy
             signals["probe_accuracy"] = (accuracy, None, 1.0 / max(result.outputs.shape[1], 2))
+        raw = result.reduced
+        if raw is None:
+            raw = postprocess.reduce_channels(result.attributions, self.reduction)
+        score, chance = _metrics.hotspot(raw)
+        scalars["saliency/hotspot"], scalars["saliency/hotspot_chance"] = score, chance
+        signals["hotspot"] = (score, None, chance)
+        self._record("hotspot", score, step, logs)
         masks = self.probes.masks
         if masks is not None:
-            raw = result.reduced
-            if raw is None:
-                raw = postprocess.reduce_channels(result.attributions, self.reduction)
             values = {
                 "mass_in_mask": _metrics.mass_in_mask(raw, masks),
                 "pointing_game": _metrics.pointing_game(raw, masks),
