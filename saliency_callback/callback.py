@@ -28,6 +28,8 @@ from saliency_callback.render import Renderer, render_variant_panels
 from saliency_callback.writer import RunWriter, check_log_dir
 
 _NAME = "SaliencyCallback"
+Signals = dict[str, tuple[float, np.ndarray | None, float | None]]
+"""What the alarm can watch: signal -> (mean, per-probe values or None, chance level or None)."""
 _BACKGROUND_DESCRIPTION = (
     "Background tests. Each panel: **original | only_fg | only_bg | mixed_rand**: the object on "
     "the probe set's mean colour; the object removed (filled from the nearest background "
@@ -474,8 +476,7 @@ class SaliencyCallback(keras.callbacks.Callback):
         if self.overview:
             self.writer.images("saliency/overview", self.renderer.grid(panels), step, description)
         self.writer.images("saliency/probes", panels, step, description)
-        # signal -> (mean, per-probe values or None, chance level or None), for the alarm
-        signals: dict[str, tuple[float, np.ndarray | None, float | None]] = {}
+        signals: Signals = {}
         scalars = self._scalars(result, step, logs, signals)
         if self._background is not None:
             scalars.update(self._background_step(result, step, logs, signals))
@@ -497,7 +498,7 @@ class SaliencyCallback(keras.callbacks.Callback):
         result: Explanation,
         step: int,
         logs: dict[str, Any] | None,
-        signals: dict[str, tuple[float, np.ndarray | None, float | None]],
+        signals: Signals,
     ) -> dict[str, float]:
         conf = result.confidence
         scalars: dict[str, float] = {"saliency/confidence": float(conf.mean())}
@@ -540,7 +541,7 @@ class SaliencyCallback(keras.callbacks.Callback):
         result: Explanation,
         step: int,
         logs: dict[str, Any] | None,
-        signals: dict[str, tuple[float, np.ndarray | None, float | None]],
+        signals: Signals,
     ) -> dict[str, float]:
         """Runs the counterfactual probes forward, logs their panel, returns their scalars."""
         test = self._background
@@ -583,7 +584,7 @@ class SaliencyCallback(keras.callbacks.Callback):
     def _update_alarm(
         self,
         step: int,
-        signals: dict[str, tuple[float, np.ndarray | None, float | None]],
+        signals: Signals,
         scalars: dict[str, float],
     ) -> None:
         assert self.alarm is not None
