@@ -567,7 +567,7 @@ def make_shortcut_data(
       `SHAPES[b]` and a random colour (same distribution as the object's),
       its bounding box at least 2 pixels from the object's. To make room
       both are smaller here: the object's radius is 0.16 to 0.21 of `S`
-      (mask about 8% to 14% of the image), the distractor's 0.10 to 0.12.
+      (mask about 7% to 15% of the image), the distractor's 0.10 to 0.12.
       `masks` cover the main object only. Needs `S >= 32`.
 
     Gaussian pixel noise of standard deviation `noise` is added to the whole
