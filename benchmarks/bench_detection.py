@@ -51,15 +51,9 @@ import numpy as np
 import saliency_callback as sc
 from saliency_callback import background as bg
 from saliency_callback import metrics
+from saliency_callback.datasets import CUES
 
-FAMILIES = (
-    "background_color",
-    "background_texture",
-    "patch",
-    "frame",
-    "blur",
-    "distractor",
-)
+FAMILIES = CUES
 METHODS = {
     "vanilla": sc.Vanilla(),
     "smoothgrad": sc.SmoothGrad(sc.Vanilla(), n_samples=10),
@@ -168,9 +162,8 @@ def small_cnn(size: int, seed: int) -> keras.Model:
 
 
 def data(family: str, n: int, agreement: float, seed: int, size: int) -> Any:
-    kwargs: dict[str, Any] = {} if family == "background_color" else {"cue": family}
     return sc.make_shortcut_data(
-        n, image_size=size, num_classes=NUM_CLASSES, agreement=agreement, seed=seed, **kwargs
+        n, image_size=size, num_classes=NUM_CLASSES, agreement=agreement, seed=seed, cue=family
     )
 
 
