@@ -4,8 +4,9 @@ What it measures
     For each shortcut family of `saliency_callback.datasets` (`cue=`) and each seed, two small
     CNNs train on 32x32 synthetic shapes (3 classes): a *shortcut* model, whose cue agrees with
     the class on 95% of training images, and its *clean* twin, whose cue is drawn at random
-    (agreement 1/3). The probes are 24 held-out images drawn like the training data (as a
-    user's validation images would be), with exact object masks.
+    (agreement 1/3). Two probe sets of 24 held-out images with exact object masks are watched
+    side by side: one drawn like the training data (as a user's validation images would be),
+    one balanced (the cue agrees on half of the probes, as in the shortcut demo).
 
     At every epoch end a recorder computes every signal the callback can log, with the
     package's own code (`Explainer`, `metrics`, `background`): mass in mask, pointing game and
@@ -61,6 +62,10 @@ METHODS = {
     "gradcam": sc.GradCAM(),
 }
 NUM_CLASSES = 3
+PROBE_SETS = {
+    "train-like": "drawn like the training data (cue agreement as in training)",
+    "balanced": "balanced (the cue agrees on half of them)",
+}
 SHORTCUT, CLEAN = 0.95, 1 / NUM_CLASSES
 
 
@@ -106,45 +111,43 @@ class RunRecord:
 
 
 class Recorder(keras.callbacks.Callback):
-    """Computes every signal at each epoch end with the package's own code."""
+    """Computes every signal at each epoch end with the package's own code, for each probe set
+    (recorded as `"<probe set>:<signal>"`)."""
 
-    def __init__(self, probes: Any, record: RunRecord) -> None:
+    def __init__(self, probe_sets: dict[str, Any], record: RunRecord) -> None:
         super().__init__()
-        self.probes, self.record = probes, record
+        self.probe_sets, self.record = probe_sets, record
         self.explainers: dict[str, sc.Explainer] = {}
-        self.test: bg.BackgroundTest | None = None
-        self.chance = float(np.nanmean(metrics.chance_level(probes.masks)))
+        self.tests: dict[str, bg.BackgroundTest] = {}
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.explainers = {m: sc.Explainer(self.model, method) for m, method in METHODS.items()}
-        self.test = bg.BackgroundTest.build(self.probes.images, self.probes.masks, self.labels)
-
-    @property
-    def labels(self) -> np.ndarray:
-        return np.asarray(self.probes.labels)
+        self.tests = {
+            name: bg.BackgroundTest.build(p.images, p.masks, np.asarray(p.labels))
+            for name, p in self.probe_sets.items()
+        }
 
     def put(self, name: str, value: float, chance: float | None = None) -> None:
         self.record.values.setdefault(name, []).append((float(value), chance))
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        outputs = None
-        for m, explainer in self.explainers.items():
-            result = explainer(self.probes.images)
-            outputs = result.outputs
-            raw = result.reduced
-            masks = self.probes.masks
-            self.put(f"{m}/mass_in_mask", np.nanmean(metrics.mass_in_mask(raw, masks)), self.chance)
-            self.put(
-                f"{m}/pointing_game", np.nanmean(metrics.pointing_game(raw, masks)), self.chance
-            )
-            self.put(f"{m}/rank_in_mask", np.nanmean(metrics.rank_in_mask(raw, masks)), self.chance)
-            score, chance = metrics.hotspot(raw)
-            self.put(f"{m}/hotspot", score, chance)
-        assert self.test is not None and outputs is not None
-        _, variant_outputs = self.explainers["vanilla"].predict(self.test.batch())
-        values, _ = bg.score(self.test, outputs, self.test.split(variant_outputs))
-        for name in ("gap", "flip_rate", "only_bg_accuracy"):
-            self.put(f"background/{name}", values[name])
+        for set_name, probes in self.probe_sets.items():
+            masks = probes.masks
+            area = float(np.nanmean(metrics.chance_level(masks)))
+            outputs = None
+            for m, explainer in self.explainers.items():
+                result = explainer(probes.images)
+                outputs, raw = result.outputs, result.reduced
+                for metric in (metrics.mass_in_mask, metrics.pointing_game, metrics.rank_in_mask):
+                    value = np.nanmean(metric(raw, masks))
+                    self.put(f"{set_name}:{m}/{metric.__name__}", value, area)
+                self.put(f"{set_name}:{m}/hotspot", *metrics.hotspot(raw))
+            test = self.tests[set_name]
+            assert outputs is not None
+            _, variant_outputs = self.explainers["vanilla"].predict(test.batch())
+            values, _ = bg.score(test, outputs, test.split(variant_outputs))
+            for name in ("gap", "flip_rate", "only_bg_accuracy"):
+                self.put(f"{set_name}:background/{name}", values[name])
 
 
 def small_cnn(size: int, seed: int) -> keras.Model:
@@ -170,7 +173,10 @@ def data(family: str, n: int, agreement: float, seed: int, size: int) -> Any:
 def run_one(family: str, seed: int, shortcut: bool, args: argparse.Namespace) -> RunRecord:
     agreement = SHORTCUT if shortcut else CLEAN
     train = data(family, args.n_train, agreement, seed, args.size)
-    probes = data(family, args.probes, agreement, seed + 1000, args.size)
+    probe_sets = {  # like the training data (a user's validation images), and balanced
+        "train-like": data(family, args.probes, agreement, seed + 1000, args.size),
+        "balanced": data(family, args.probes, 0.5, seed + 3000, args.size),
+    }
     test = data(family, 600, 0.5, seed + 2000, args.size)  # half agree, half disagree
     record = RunRecord(family, seed, shortcut)
     model = small_cnn(args.size, seed)
@@ -180,7 +186,7 @@ def run_one(family: str, seed: int, shortcut: bool, args: argparse.Namespace) ->
         epochs=args.epochs,
         batch_size=64,
         verbose=0,
-        callbacks=[Recorder(probes, record)],
+        callbacks=[Recorder(probe_sets, record)],
     )
     correct = model.predict(test.images, verbose=0, batch_size=256).argmax(1) == test.labels
     record.acc_agree = float(correct[test.cue_agrees].mean())
@@ -205,23 +211,27 @@ def first_alarm(signal: Signal, series: list[tuple[float, float | None]]) -> int
     return None
 
 
-def summarise(records: list[RunRecord], families: list[str]) -> dict[tuple[str, str], dict]:
+def summarise(
+    records: list[RunRecord], families: list[str], probe_set: str
+) -> dict[tuple[str, str], dict]:
     table: dict[tuple[str, str], dict] = {}
     for family in families:
         runs = [r for r in records if r.family == family]
         for signal in signals():
             sign = -1.0 if signal.side == "below" else 1.0
 
+            key = f"{probe_set}:{signal.name}"
+
             def final(r: RunRecord, signal: Signal = signal, sign: float = sign) -> float:
-                value, chance = r.values[signal.name][-1]
+                value, chance = r.values[f"{probe_set}:{signal.name}"][-1]
                 if signal.relative_to_chance and chance:
                     value = value / chance
                 return sign * value
 
             pos = [final(r) for r in runs if r.shortcut]
             neg = [final(r) for r in runs if not r.shortcut]
-            fires = [first_alarm(signal, r.values[signal.name]) for r in runs if r.shortcut]
-            false = [first_alarm(signal, r.values[signal.name]) for r in runs if not r.shortcut]
+            fires = [first_alarm(signal, r.values[key]) for r in runs if r.shortcut]
+            false = [first_alarm(signal, r.values[key]) for r in runs if not r.shortcut]
             fired_epochs = [f for f in fires if f is not None]
             table[(family, signal.name)] = {
                 "auc": auc(pos, neg),
@@ -243,21 +253,22 @@ def print_tables(records: list[RunRecord], families: list[str]) -> None:
             disagree = np.mean([r.acc_disagree for r in rs])
             cells.append(f"{agree:.2f} / {disagree:.2f}")
         print(f"| {family} | {cells[0]} | {cells[1]} |")
-    table = summarise(records, families)
-    print(
-        "\nPer signal and family: AUC (final value, shortcut vs clean) · share of shortcut runs "
-        "whose default alarm fires by epoch 3 (median first epoch) · false alarms on clean "
-        "runs\n"
-    )
-    print("| signal | " + " | ".join(families) + " |")
-    print("|---|" + "---|" * len(families))
-    for signal in signals():
-        cells = []
-        for family in families:
-            c = table[(family, signal.name)]
-            median = "-" if np.isnan(c["median"]) else f"{c['median']:.0f}"
-            cells.append(f"{c['auc']:.2f} · {c['by3']:.0%} ({median}) · {c['false']:.0%}")
-        print(f"| {signal.name} | " + " | ".join(cells) + " |")
+    for probe_set in PROBE_SETS:
+        table = summarise(records, families, probe_set)
+        print(
+            f"\n**Probes {PROBE_SETS[probe_set]}.** Per signal and family: AUC (final value, "
+            "shortcut vs clean) · share of shortcut runs whose default alarm fires by epoch 3 "
+            "(median first epoch) · false alarms on clean runs\n"
+        )
+        print("| signal | " + " | ".join(families) + " |")
+        print("|---|" + "---|" * len(families))
+        for signal in signals():
+            cells = []
+            for family in families:
+                c = table[(family, signal.name)]
+                median = "-" if np.isnan(c["median"]) else f"{c['median']:.0f}"
+                cells.append(f"{c['auc']:.2f} · {c['by3']:.0%} ({median}) · {c['false']:.0%}")
+            print(f"| {signal.name} | " + " | ".join(cells) + " |")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,7 +60,7 @@ def test_fit_writes_the_exact_tags_steps_and_images(tmp_path):
     } | probe_tags(N)
     for tag in ("saliency/overview", "saliency/probes"):
         assert [step for step, _ in run.images[tag]] == [0, 1, 2]
-        assert "vanilla" in run.descriptions[tag].lower() or "Vanilla" in run.descriptions[tag]
+        assert "SmoothGrad(Vanilla(), n_samples=10" in run.descriptions[tag]  # the default
     assert all(len(imgs) == 1 for _, imgs in run.images["saliency/overview"])
     assert all(len(imgs) == N for _, imgs in run.images["saliency/probes"])
     # 12x12 probes are upscaled 6x to 72x72 tiles: caption strip + three tiles + separators.
@@ -147,7 +147,7 @@ def test_masks_give_metrics_in_scalars_logs_and_csv(tmp_path):
     cb = SaliencyCallback(x, masks=masks, log_dir=str(tmp_path), strict=True)
     history = fit(model, [cb, keras.callbacks.CSVLogger(str(csv_path))], epochs=2)
     run = read_run(str(tmp_path / "saliency"))
-    raw = sc.compute_saliency(model, x, normalize=None)
+    raw = sc.compute_saliency(model, x, sc.methods.RECOMMENDED, normalize=None)  # the default
     expected = metrics.mass_in_mask(raw, masks)
     per_probe = [run.scalars[f"saliency/mass_in_mask/probe_{i:02d}"][-1][1] for i in range(N)]
     np.testing.assert_allclose(per_probe[:3], expected[:3], rtol=1e-4)
