@@ -25,8 +25,9 @@ What it measures
     Default thresholds were fixed before running, a priori, as the midpoint between what an
     object-reading and a background-reading model score, not tuned on these results:
     mass in mask, pointing game, rank in mask below chance (`relative_to="chance"`, 1.0);
-    hotspot above 1.5 x its chance; gap above 0.25; flip rate above 0.5; only-background
-    accuracy above 2/3 (halfway from chance 1/3 to 1). Patience 1.
+    hotspot above 1.5 x its chance; gap above 0.25; flip rate above 0.5; reliance above 0.5
+    (halfway from "follows neither" to "follows the background"); only-background accuracy
+    above 2/3 (halfway from chance 1/3 to 1). Patience 1.
 
 How to run
     python benchmarks/bench_detection.py            # 6 families x 3 seeds x 2 models
@@ -96,6 +97,7 @@ def signals() -> list[Signal]:
         *out,
         Signal("background/gap", "above", 0.25),
         Signal("background/flip_rate", "above", 0.5),
+        Signal("background/reliance", "above", 0.5),
         Signal("background/only_bg_accuracy", "above", 2 / 3),
     ]
 
@@ -146,7 +148,7 @@ class Recorder(keras.callbacks.Callback):
             assert outputs is not None
             _, variant_outputs = self.explainers["vanilla"].predict(test.batch())
             values, _ = bg.score(test, outputs, test.split(variant_outputs))
-            for name in ("gap", "flip_rate", "only_bg_accuracy"):
+            for name in ("gap", "flip_rate", "reliance", "only_bg_accuracy"):
                 self.put(f"{set_name}:background/{name}", values[name])
 
 

@@ -27,6 +27,7 @@ MONITORS: dict[str, tuple[str, str | None]] = {
     "rank_in_mask": ("below", "the masks' area fraction"),
     "background/gap": ("above", None),
     "background/flip_rate": ("above", None),
+    "background/reliance": ("above", None),
     "background/swap_change": ("above", None),
     "background/only_bg_accuracy": ("above", "1/K"),
     "background/only_fg_accuracy": ("below", "1/K"),

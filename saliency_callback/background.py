@@ -189,6 +189,11 @@ def score(
     Classification (softmax, or one sigmoid unit as two classes):
     - `flip_rate`: fraction of `mixed_rand` swaps whose predicted class differs from the
       original probe's (no labels needed; 0 = the background never matters).
+    - `reliance`: over the same composites (object of probe i on the background of probe j),
+      the share whose prediction equals probe j's minus the share that equals probe i's: +1
+      when predictions follow the background, -1 when they follow the object, about 0 when
+      they follow neither (an unstable, untrained model, which also flips a lot). No labels
+      needed, no extra forward pass.
     - with `test.classes`: `accuracy` (original probes), `only_fg_accuracy`,
       `only_bg_accuracy` (with `only_bg_chance` = 1/K), `mixed_rand_accuracy`,
       `mixed_same_accuracy` (the object's class is the right answer), and
@@ -235,9 +240,16 @@ def score(
     pred = predicted_classes(original)
     flips = np.full(len(pred), np.nan)
     if "mixed_rand" in variants:
-        flipped = predicted_classes(variants["mixed_rand"]) != pred
+        mixed = predicted_classes(variants["mixed_rand"])
+        flipped = mixed != pred
         flips[swapped] = flipped[swapped]
         scalars["flip_rate"] = _mean(flipped.astype(np.float64), swapped)
+        # Each composite holds object i and background j: does its prediction follow the
+        # background's source (j) or the object's (i)? Unstable predictions follow neither.
+        source = np.where(swapped, rand, 0)
+        follows_bg = (mixed == pred[source]).astype(np.float64)
+        follows_obj = (mixed == pred).astype(np.float64)
+        scalars["reliance"] = _mean(follows_bg - follows_obj, swapped)
     per_probe["flip"] = flips
     classes = test.classes
     if classes is not None:

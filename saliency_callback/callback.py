@@ -29,7 +29,7 @@ from saliency_callback.writer import RunWriter, check_log_dir
 
 _NAME = "SaliencyCallback"
 # Background signals that also go into Keras's `logs` (CSVLogger, History, EarlyStopping).
-_LOGGED_BACKGROUND = ("gap", "flip_rate", "swap_change", "only_bg_accuracy")
+_LOGGED_BACKGROUND = ("gap", "flip_rate", "reliance", "swap_change", "only_bg_accuracy")
 Signals = dict[str, tuple[float, np.ndarray | None, float | None]]
 """What the alarm can watch: signal -> (mean, per-probe values or None, chance level or None)."""
 _BACKGROUND_DESCRIPTION = (

@@ -143,6 +143,7 @@ def test_a_background_reader_has_a_full_gap_and_flips_every_swap(tmp_path):
     assert last["saliency/background/mixed_rand_accuracy"] == 0.0  # follows the partner
     assert last["saliency/background/gap"] == 1.0
     assert last["saliency/background/flip_rate"] == 1.0
+    assert last["saliency/background/reliance"] == 1.0  # always the background's source
     assert last["saliency/background/only_bg_accuracy"] == 1.0  # the background suffices
     assert last["saliency/background/only_bg_chance"] == pytest.approx(1 / K)
     assert last["saliency/background/mixed_same_accuracy"] == 1.0
@@ -167,6 +168,7 @@ def test_an_object_reader_ignores_background_swaps(tmp_path):
     assert last["saliency/background/only_fg_accuracy"] == 1.0
     assert last["saliency/background/gap"] == 0.0
     assert last["saliency/background/flip_rate"] == 0.0
+    assert last["saliency/background/reliance"] == -1.0  # always the object's source
     assert last["saliency/background/only_bg_accuracy"] < 0.5  # no object, no class (1/3 + noise)
     assert cb.alarm_events == [] and "saliency/alarm_message" not in run.texts
 
@@ -283,3 +285,22 @@ def test_the_recommended_alarm_and_explicit_ones():
     assert first.update(0, 0.4) is None  # the first value sets the scale: limit 0.8
     assert first.update(1, 0.7) is None
     assert first.update(2, 0.9) is not None
+
+
+def test_reliance_is_near_zero_for_predictions_that_follow_neither_source():
+    """Unstable predictions (noise) flip most swaps but follow neither the object's probe nor
+    the background's: reliance stays near 0 where the flip rate is high."""
+    n, k = 600, 3
+    rng = np.random.default_rng(0)
+    classes = rng.integers(0, k, n)
+    valid = np.ones(n, bool)
+    partners = bg.pair_probes(valid, classes, same=False)
+    test = bg.BackgroundTest(valid, {"mixed_rand": partners, "mixed_same": -np.ones(n, int)}, {})
+    original = np.eye(k)[rng.integers(0, k, n)]
+    noise = np.eye(k)[rng.integers(0, k, n)]
+    values, _ = bg.score(test, original, {"mixed_rand": noise})
+    assert values["flip_rate"] > 0.6
+    assert abs(values["reliance"]) < 0.1
+    follows_background = original[partners]
+    values, _ = bg.score(test, original, {"mixed_rand": follows_background})
+    assert values["reliance"] > 0.6  # (partners of another class may share a prediction)
