@@ -53,6 +53,7 @@ def test_fit_writes_the_exact_tags_steps_and_images(tmp_path):
     assert run.tags == {
         "saliency/overview",
         "saliency/probes",
+        "saliency/timeline",
         "saliency/confidence",
         "saliency/probe_accuracy",
     } | probe_tags(N)
@@ -83,7 +84,7 @@ def test_overview_can_be_turned_off(tmp_path):
     cb = SaliencyCallback(images(N, SHAPE), log_dir=str(tmp_path), overview=False, strict=True)
     fit(compiled_cnn(), cb, epochs=1)
     run = read_run(str(tmp_path / "saliency"))
-    assert set(run.images) == {"saliency/probes"}
+    assert set(run.images) == {"saliency/probes", "saliency/timeline"}
     assert len(run.images["saliency/probes"][0][1]) == N
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import warnings
 
 import keras
@@ -56,25 +58,36 @@ def test_diverged_training_warns_skips_images_and_goes_on(tmp_path):
     assert 2 not in [s for s, _ in run.images.get("saliency/probes", [])]
 
 
-def test_log_dir_deleted_mid_run(tmp_path):
+BACKGROUND = pytest.mark.parametrize("background", [True, False], ids=["worker", "inline"])
+
+
+@BACKGROUND
+def test_log_dir_deleted_mid_run(tmp_path, background):
     log_dir = tmp_path / "logs"
     model = compiled()
     x, y = data()
-    cb = sc.SaliencyCallback(images(4, SHAPE), log_dir=str(log_dir))
-    remove = AtEpochEnd(0, lambda: shutil.rmtree(log_dir))
+    cb = sc.SaliencyCallback(images(4, SHAPE), log_dir=str(log_dir), background_writer=background)
+
+    def delete():
+        cb.flush()  # after step 0 is on disk (the worker may still be writing it)
+        shutil.rmtree(log_dir)
+
+    remove = AtEpochEnd(0, delete)
     with pytest.warns(UserWarning, match="disappeared"):
         history = model.fit(x, y, epochs=3, verbose=0, callbacks=[cb, remove])
     assert len(history.history["loss"]) == 3
     assert steps(log_dir) == [1, 2]
 
 
-def test_log_dir_replaced_by_a_file_mid_run(tmp_path):
+@BACKGROUND
+def test_log_dir_replaced_by_a_file_mid_run(tmp_path, background):
     log_dir = tmp_path / "logs"
     model = compiled()
     x, y = data()
-    cb = sc.SaliencyCallback(images(4, SHAPE), log_dir=str(log_dir))
+    cb = sc.SaliencyCallback(images(4, SHAPE), log_dir=str(log_dir), background_writer=background)
 
     def clobber():
+        cb.flush()
         shutil.rmtree(log_dir)
         log_dir.write_text("not a directory")
 
@@ -89,19 +102,24 @@ def test_log_dir_replaced_by_a_file_mid_run(tmp_path):
     assert steps(log_dir) == [0]
 
 
-def test_keyboard_interrupt_after_a_logged_epoch_keeps_what_was_written(tmp_path):
+@BACKGROUND
+def test_keyboard_interrupt_after_a_logged_epoch_keeps_what_was_written(tmp_path, background):
     model = compiled()
     x, y = data()
-    cb = sc.SaliencyCallback(images(4, SHAPE), log_dir=str(tmp_path))
+    cb = sc.SaliencyCallback(images(4, SHAPE), log_dir=str(tmp_path), background_writer=background)
+    handler = signal.getsignal(signal.SIGINT)
 
     def interrupt():
-        raise KeyboardInterrupt
+        # A real Ctrl-C (SIGINT) while the worker may still be writing step 1.
+        os.kill(os.getpid(), signal.SIGINT)
 
     with pytest.raises(KeyboardInterrupt):
         model.fit(x, y, epochs=5, verbose=0, callbacks=[cb, AtEpochEnd(1, interrupt)])
     assert steps(tmp_path) == [0, 1]
     run = read_run(str(tmp_path / "saliency"))
     assert [s for s, _ in run.images["saliency/probes"]] == [0, 1]
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[cb])  # reused: its handler is restored
+    assert signal.getsignal(signal.SIGINT) is handler
 
 
 def test_reuse_for_a_second_model_is_revalidated(tmp_path):
