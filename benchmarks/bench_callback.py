@@ -56,6 +56,18 @@ How to run
     python benchmarks/bench_callback.py --fit                # only the realistic fit overhead
     python benchmarks/bench_callback.py --background         # only the background tests' cost
     python benchmarks/bench_callback.py --probes random      # uniform noise probes (worst PNG)
+    python benchmarks/bench_callback.py --blocking           # on_epoch_end blocking per mode
+    python benchmarks/bench_callback.py --fit-modes          # fit: worker vs inline vs off
+    python benchmarks/bench_callback.py --growth             # 16/64/256 probes of 128x128
+
+    `--blocking` (issue #12): the time `on_epoch_end` blocks the training thread, with the
+    background worker (default), inline, and inline without the timeline (the pre-#12 path),
+    against the bare compiled gradient of the same probes in the same process, interleaved
+    (target with the worker: <= 1.25x on the CNN and on MobileNetV2). `--fit-modes`: the epoch
+    time of a real `fit` with the worker, inline and without the callback (on 2 cores the
+    worker competes with training). `--growth`: per probe count (each in its own process),
+    the blocking time, the whole step inline, the timeline's share, the event-file bytes per
+    logged step and the peak RSS.
 
     Probes default to `make_shortcut_data` images (flat tinted backgrounds, a shape and 5%
     pixel noise) with their labels, which compress like ordinary photos; `--probes random` uses
@@ -104,6 +116,7 @@ from _common import (
     small_cnn,
     timed,
 )
+from _long_runs import bench_blocking, bench_fit_modes, bench_growth, growth_main
 from PIL import Image
 from tensorboard.plugins.image import metadata as tb_image_metadata
 
@@ -787,13 +800,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--background", action="store_true", help="only the background tests' forward pass"
     )
+    parser.add_argument(
+        "--blocking", action="store_true", help="only on_epoch_end's blocking time per mode"
+    )
+    parser.add_argument("--fit-modes", action="store_true", help="only fit: worker vs inline")
+    parser.add_argument("--fit-images", type=int, default=FIT_IMAGES)
+    parser.add_argument("--growth", action="store_true", help="only the probe-growth table")
+    parser.add_argument("--growth-one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, default=None)
     args = parser.parse_args(argv)
+    if args.growth_one:
+        growth_main(args.growth_one, args.repeats or 3)
+        return 0
     print(
         f"{environment()}; {NUM_PROBES} probes ({args.probes}), "
         "callback defaults (target='predicted', sigma=1, min_tile=64, max_tile=160)"
     )
     if args.fit:
         bench_fit(args.fit_epochs)
+        return 0
+    if args.fit_modes:
+        bench_fit_modes(args.fit_images, 2, args.repeats or 2)
+        return 0
+    if args.growth:
+        bench_growth([16, 64, 256], args.repeats or 3)
+        return 0
+    if args.blocking:
+        names = list(WORKLOADS) if args.workload == "all" else [args.workload]
+        for name in names:
+            bench_blocking(WORKLOADS[name], args.repeats or 9, args.probes)
         return 0
     names = list(WORKLOADS) if args.workload == "all" else [args.workload]
     print(

@@ -25,6 +25,7 @@ from saliency_callback.methods import Method, get_method
 from saliency_callback.postprocess import Normalization, Reduction
 from saliency_callback.probes import Probes, load_probes
 from saliency_callback.render import Renderer
+from saliency_callback.resume import RunHistory, read_history, replay_alarm
 from saliency_callback.timeline import Timeline
 from saliency_callback.worker import StepPayload, StepWriter, Worker
 from saliency_callback.writer import RunWriter, check_log_dir
@@ -427,10 +428,15 @@ class SaliencyCallback(keras.callbacks.Callback):
         self._is_chief = _is_chief(self.model)
         self._setup()  # errors here are the user's configuration: raise before training
         self._pending_initial_log = self.log_before_training
+        self._first_epoch = True
         self._worker.install_sigint_wait()
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._report(stacklevel=3)
+        if self._first_epoch:
+            self._first_epoch = False
+            if epoch > 0 and self._is_chief:
+                self._resume(epoch)
         if self._pending_initial_log:
             self._pending_initial_log = False
             self._safely(epoch - 1, None, initial=True)
@@ -444,6 +450,40 @@ class SaliencyCallback(keras.callbacks.Callback):
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self._worker.remove_sigint_wait()
         self._finish_pending()
+
+    def _resume(self, start: int) -> None:
+        """A fit starting at epoch `start > 0` (e.g. `BackupAndRestore`): see `resume`."""
+        try:
+            history = read_history(self.writer.path)
+        except Exception as err:
+            if self.strict:
+                raise
+            warnings.warn(
+                f"{_NAME}: reading {self.writer.path!r} back failed: {err!r}", stacklevel=4
+            )
+            return
+        if not history.steps:
+            return
+        self._pending_initial_log = False  # the interrupted run logged the untrained state
+        if max(history.steps) >= start:  # written after the last backup: trained again now
+            for _ in range(1 if history.started else 2):  # TensorBoard ignores a first START
+                self.writer.restart(start)  # the worker is idle (joined in on_train_begin)
+            history.purge_from(start)
+        if self.alarm is not None:
+            replay_alarm(self.alarm, history, start, self._replay_chances(history))
+        if (start - 1) % self.freq == 0 and start - 1 not in history.steps:
+            self._safely(start - 1, None)  # the restored weights are those after epoch start-1
+
+    def _replay_chances(self, history: RunHistory) -> dict[int, float | None]:
+        assert self.alarm is not None and self._explainer is not None
+        monitor = self.alarm.monitor
+        if monitor == "probe_accuracy":
+            k = self._explainer.head.num_classes or 2
+            return {s: 1.0 / max(k, 2) for s in history.steps}
+        tag = "background/only_bg_chance" if monitor.startswith("background/") else None
+        if monitor in ("mass_in_mask", "pointing_game", "rank_in_mask"):
+            tag = "mass_in_mask_chance"
+        return dict(history.scalars.get(f"saliency/{tag}", {})) if tag else {}
 
     def flush(self) -> None:
         """Waits until the pending logged step (if any) is written and the event file flushed.
