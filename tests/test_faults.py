@@ -138,3 +138,47 @@ def test_reuse_for_a_second_model_is_revalidated(tmp_path):
     wrong.compile("sgd", "sparse_categorical_crossentropy")
     with pytest.raises(ValueError, match=r"height 12 != 16"):
         wrong.fit(np.zeros((4, 16, 16, 3)), np.zeros(4), epochs=1, verbose=0, callbacks=[cb])
+
+
+FULL_DISK = """
+import resource, signal, sys, warnings
+import keras, numpy as np
+from conftest import tiny_cnn
+import saliency_callback as sc
+model = tiny_cnn(shape=(12, 12, 3))
+model.compile("sgd", "sparse_categorical_crossentropy")
+rng = np.random.default_rng(1)
+x, y = rng.random((16, 12, 12, 3)).astype(np.float32), rng.integers(0, 3, 16)
+cb = sc.SaliencyCallback(rng.random((8, 12, 12, 3)).astype(np.float32), log_dir=sys.argv[1])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # then a write past the limit fails (EFBIG)
+resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))  # the "disk" holds 150 kB
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    history = model.fit(x, y, epochs=4, verbose=0, callbacks=[cb])
+print("EPOCHS", len(history.history["loss"]))
+print("WARNINGS", sum("failed and was skipped" in str(w.message) for w in caught))
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs POSIX file-size limits")
+def test_a_full_disk_warns_training_goes_on_and_earlier_steps_stay(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = str(Path(__file__).parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([tests, *sys.path]))
+    out = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=True,
+    ).stdout
+    assert "EPOCHS 4" in out
+    assert int(out.split("WARNINGS")[1].split()[0]) >= 1
+    run = read_run(str(tmp_path / "saliency"))
+    assert run.scalars["saliency/confidence"][0][0] == 0  # step 0 was complete before the limit
+    assert run.images["saliency/probes"][0][0] == 0
+    assert len(run.images["saliency/probes"][0][1]) == 8
