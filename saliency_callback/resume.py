@@ -26,7 +26,7 @@ import numpy as np
 
 from saliency_callback.alarm import ShortcutAlarm
 
-__all__ = ["RunHistory", "read_history", "replay_alarm"]
+__all__ = ["RunHistory", "read_history", "replay_alarm", "replay_chances"]
 
 _DT_FLOAT = 1
 
@@ -88,3 +88,15 @@ def replay_alarm(
     values = history.scalars.get(f"saliency/{alarm.monitor}", {})
     for step in sorted(s for s in values if 0 <= s < before):
         alarm.update(step, values[step], None, chance.get(step))
+
+
+def replay_chances(
+    monitor: str, history: RunHistory, num_classes: int | None
+) -> dict[int, float | None]:
+    """The chance level of `monitor` at each logged step, from the logged scalars."""
+    if monitor == "probe_accuracy":
+        return {s: 1.0 / max(num_classes or 2, 2) for s in history.steps}
+    tag = "background/only_bg_chance" if monitor.startswith("background/") else None
+    if monitor in ("mass_in_mask", "pointing_game", "rank_in_mask"):
+        tag = "mass_in_mask_chance"
+    return dict(history.scalars.get(f"saliency/{tag}", {})) if tag else {}

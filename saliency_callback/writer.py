@@ -169,16 +169,21 @@ class RunWriter:
         with self._get().as_default():
             tf.summary.text(tag, value, step=step)
 
-    def restart(self, step: int) -> None:
+    def restart(self, step: int, twice: bool = False) -> None:
         """Writes a `SessionLog.START` event at `step` and flushes: TensorBoard then discards
-        the run's data at `step` and later written before it (as after a TensorFlow restart)."""
+        the run's data at `step` and later written before it (as after a TensorFlow restart).
+
+        TensorBoard's server takes a run's first START for its start, not a restart: pass
+        `twice=True` when the run holds none yet.
+        """
         import tensorflow as tf
         from tensorboard.compat.proto import event_pb2
         from tensorflow.python.ops import summary_ops_v2
 
         start = event_pb2.Event(step=step, session_log=event_pb2.SessionLog(status=1))
         with self._get().as_default():
-            summary_ops_v2.import_event(tf.constant(start.SerializeToString()))
+            for _ in range(2 if twice else 1):
+                summary_ops_v2.import_event(tf.constant(start.SerializeToString()))
         self.flush()
 
     def flush(self) -> None:
