@@ -480,15 +480,17 @@ class SaliencyCallback(keras.callbacks.Callback):
         if not history.steps:
             return
         self._pending_initial_log = False  # the interrupted run logged the untrained state
-        if max(history.steps) >= start:  # written after the last backup: trained again now
-            self.writer.restart(start, twice=not history.started)  # the worker is idle here
-            history.purge_from(start)
+        previous = start - 1  # the restored weights are those after epoch start-1
+        cut = previous if previous in history.steps - history.complete else start
+        if max(history.steps) >= cut:  # after the last backup, or cut short: discarded
+            self.writer.restart(cut, twice=not history.started)  # the worker is idle here
+            history.purge_from(cut)
         if self.alarm is not None:
             assert self._explainer is not None
             chances = replay_chances(self.alarm.monitor, history, self._explainer.head.num_classes)
             replay_alarm(self.alarm, history, start, chances)
-        if (start - 1) % self.freq == 0 and start - 1 not in history.steps:
-            self._safely(start - 1, None)  # the restored weights are those after epoch start-1
+        if previous % self.freq == 0 and previous not in history.steps:
+            self._safely(previous, None)
 
     def flush(self) -> None:
         """Waits until the pending logged step (if any) is written and the event file flushed.

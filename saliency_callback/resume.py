@@ -10,8 +10,9 @@ reader, applying TensorBoard's purge rule) and then:
   restart, so each step shows once, with the resumed run's data (TensorBoard takes a run's
   first START for its start, not a restart, so the first resume writes two);
 - gaps: step `start - 1` (the state `BackupAndRestore` restored, with its default
-  `save_freq="epoch"`) is logged at once if it is due and missing (e.g. the interrupted run was
-  killed while the background worker was writing it);
+  `save_freq="epoch"`) is logged at once if it is due and missing, or incomplete (e.g. the
+  interrupted run was killed while the background worker was writing it: its images without
+  its scalars, which each step writes last, are discarded as above and written again);
 - the alarm: its streak is rebuilt by replaying the monitored scalar of the steps before
   `start` (`replay_alarm`), so `patience` counts across the interruption.
 """
@@ -37,6 +38,12 @@ class RunHistory:
 
     steps: set[int] = field(default_factory=set)
     started: bool = False  # whether the run holds a SessionLog.START event
+
+    @property
+    def complete(self) -> set[int]:
+        """Steps whose scalars (each step's last write) are in: the others were cut short."""
+        return {s for values in self.scalars.values() for s in values}
+
     scalars: dict[str, dict[int, float]] = field(default_factory=dict)
 
     def purge_from(self, step: int) -> None:

@@ -36,7 +36,7 @@ def masks(n):
     return m
 
 
-def callback(log_dir):
+def callback(log_dir, **kw):
     # threshold 1: every epoch is below it, so with patience 3 the alarm fires at the third
     # logged epoch after training starts (epoch 2), whether or not training was interrupted.
     return sc.SaliencyCallback(
@@ -47,7 +47,22 @@ def callback(log_dir):
         patience=3,
         log_before_training=True,
         strict=True,
+        **kw,
     )
+
+
+def cut_short(log_dir):
+    """A callback whose process dies at step 2 after the images, before the scalars."""
+    cb = callback(log_dir, background_writer=False)
+    original = cb.writer.scalars
+
+    def scalars(values, step):
+        if step == 2:
+            raise PreemptedError
+        original(values, step)
+
+    cb.writer.scalars = scalars
+    return cb
 
 
 def run(tmp_path, order, preempt_at):
@@ -67,6 +82,8 @@ def run(tmp_path, order, preempt_at):
             "saliency": callback(log_dir),
             "preempt": PreemptAt(preempt_at if interrupt else -1),
         }
+        if interrupt and "preempt" not in order:
+            parts["saliency"] = cut_short(log_dir)
         return [parts[name] for name in order]
 
     with warnings.catch_warnings():
@@ -88,8 +105,11 @@ def run(tmp_path, order, preempt_at):
         # The saliency of epoch 2 is written, then the run dies before the backup of epoch 2:
         # epoch 2 is trained again, and step 2 would be written twice.
         ("saliency", "preempt", "backup"),
+        # The backup of epoch 2 is saved, then the run dies while step 2 is being written:
+        # its images are in the event file, its scalars are not.
+        ("backup", "saliency"),
     ],
-    ids=["gap", "duplicate"],
+    ids=["gap", "duplicate", "cut-short"],
 )
 def test_resume_has_each_step_once_and_the_alarm_keeps_its_streak(tmp_path, order):
     run_, history = run(tmp_path, order, preempt_at=2)
