@@ -503,7 +503,7 @@ class SaliencyCallback(keras.callbacks.Callback):
 
     def _finish_pending(self) -> None:
         """Waits for the pending step, reports the worker's errors, closes the event file."""
-        self._worker.wait()
+        self._worker.close()
         self._report(stacklevel=4)
         try:
             self.writer.close()

@@ -221,3 +221,33 @@ def test_bad_new_arguments_fail_in_init(tmp_path):
         sc.SaliencyCallback(images(2, SHAPE), log_dir=str(tmp_path), max_step_bytes=0)
     with pytest.raises(TypeError, match="overview_pixels"):
         sc.SaliencyCallback(images(2, SHAPE), log_dir=str(tmp_path), overview_pixels=1.5)
+
+
+AT_EXIT = """
+import sys, time
+from conftest import images, tiny_cnn
+import saliency_callback as sc
+cb = sc.SaliencyCallback(images(4, (12, 12, 3)), log_dir=sys.argv[1], strict=True)
+cb.set_model(tiny_cnn(shape=(12, 12, 3)))
+cb.on_train_begin()
+original = cb.writer.write_pngs
+def slow(*args, **kwargs):
+    time.sleep(0.5)  # still writing when the script ends
+    original(*args, **kwargs)
+cb.writer.write_pngs = slow
+cb.on_epoch_end(0, {})
+"""  # ... and the interpreter exits without on_train_end
+
+
+def test_a_pending_step_is_written_when_the_interpreter_exits(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), *sys.path]))
+    subprocess.run([sys.executable, "-c", AT_EXIT, str(tmp_path)], env=env, timeout=300, check=True)
+    run = read_run(str(tmp_path / "saliency"))
+    for tag in ("saliency/overview", "saliency/probes", "saliency/timeline"):
+        assert [s for s, _ in run.images[tag]] == [0], tag
+    assert [s for s, _ in run.scalars["saliency/confidence"]] == [0]
