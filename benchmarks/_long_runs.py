@@ -79,6 +79,9 @@ def bench_blocking(workload: Workload, repeats: int, kind: str = "random") -> di
             cb.on_train_end()
         med = {name: statistics.median(v) for name, v in times.items()}
         med["worker step (blocking + background)"] = statistics.median(whole)
+        med["  of which the timeline (thumbnails, image, PNG)"] = timeline_ms(
+            cbs["inline"], repeats
+        )
         grad = med["bare gradient"]
         print(
             f"\n{workload.name}, {len(images)} probes {workload.size}x{workload.size} "
@@ -163,6 +166,21 @@ def bench_fit_modes(images_per_epoch: int, epochs: int, rounds: int) -> None:
 # -- growing the probe set ---------------------------------------------------------------------
 
 
+def timeline_ms(cb: Any, repeats: int) -> float:
+    """Median time of the timeline's own work for one step: thumbnails, image, PNG encoding."""
+    sw = cb._step_writer
+    assert sw is not None and sw.timeline is not None
+    result = cb._explainer.explain_prepared(*cb._prepared)
+    panels = cb.renderer.panels(cb.probes.raw, result.maps, cb._captions(result))
+    tiles = overlay_tiles(panels)
+
+    def timeline() -> None:
+        sw.timeline.add(99, tiles)
+        sw.writer.encode(sw.timeline.image())
+
+    return statistics.median(timed(timeline)[0] for _ in range(repeats))
+
+
 def growth_one(n: int, repeats: int) -> dict[str, float]:
     """One probe count, in its own process (peak RSS): the small CNN on 128x128 noise probes."""
     rng = np.random.default_rng(1)
@@ -192,17 +210,7 @@ def growth_one(n: int, repeats: int) -> dict[str, float]:
             out["gradient ms"] = statistics.median(grad)
             out["bytes per step"] = (dir_bytes(cb.writer.path) - size0) / repeats
             if name == "inline":  # the timeline's share of the step, measured on its own
-                sw = cb._step_writer
-                assert sw is not None and sw.timeline is not None
-                result = cb._explainer.explain_prepared(*cb._prepared)  # type: ignore
-                panels = cb.renderer.panels(cb.probes.raw, result.maps, cb._captions(result))
-                tiles = overlay_tiles(panels)
-
-                def timeline(sw: Any = sw, tiles: np.ndarray = tiles) -> None:
-                    sw.timeline.add(99, tiles)
-                    sw.writer.encode(sw.timeline.image())
-
-                out["timeline ms"] = statistics.median(timed(timeline)[0] for _ in range(repeats))
+                out["timeline ms"] = timeline_ms(cb, repeats)
             cb.on_train_end()
         out["peak RSS MB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -162,20 +162,20 @@ def test_the_timeline_shows_the_right_epochs(tmp_path, epochs):
     logged = [s for s, _ in run.images["saliency/probes"]]
     assert logged == list(range(-1, epochs))
     # The overlay tile of each probe at each step, from the per-probe panels (72x72 tiles:
-    # 12x12 probes upscaled 6x), shrunk to the timeline's 48x48 thumbnails.
+    # 12x12 probes upscaled 6x), shrunk to the timeline's 32x32 thumbnails (2 px apart).
     overlays = {
-        s: [thumbnail(p[-72:, 2 * 74 :], (48, 48)) for p in panels]
+        s: [thumbnail(p[-72:, 2 * 74 :], (32, 32)) for p in panels]
         for s, panels in run.images["saliency/probes"]
     }
     for k, (step, (timeline,)) in enumerate(run.images["saliency/timeline"]):
         expected = [logged[i] for i in column_indices(k + 1, 12)]
         assert len(expected) <= 12 and expected[-1] == step
-        assert timeline.shape[1] == 2 + len(expected) * 50
+        assert timeline.shape[1] == 2 + len(expected) * 34
         for j, column_step in enumerate(expected):
-            x0 = 2 + j * 50
+            x0 = 2 + j * 34
             for i in range(n):
-                y0 = caption_height() + 2 + i * 50
-                cell = timeline[y0 : y0 + 48, x0 : x0 + 48].astype(int)
+                y0 = caption_height() + 2 + i * 34
+                cell = timeline[y0 : y0 + 32, x0 : x0 + 32].astype(int)
                 distance = {s: np.abs(cell - o[i]).mean() for s, o in overlays.items()}
                 assert min(distance, key=distance.get) == column_step
                 assert distance[column_step] < 1.0
