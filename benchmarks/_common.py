@@ -155,6 +155,7 @@ def full_callback(probes: ShortcutData, log_dir: str) -> SaliencyCallback:
         labels=probes.labels,
         masks=probes.masks,
         class_names=list(probes.class_names),
+        method="vanilla",
         log_dir=log_dir,
         strict=True,
     )

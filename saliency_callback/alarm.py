@@ -10,7 +10,15 @@ from typing import Literal
 import numpy as np
 
 Mode = Literal["auto", "below", "above"]
-RelativeTo = Literal["chance", "first"]
+RelativeTo = Literal["chance", "first", "above_chance"]
+
+DEFAULT_MONITOR = "background/only_bg_accuracy"
+DEFAULT_THRESHOLD = 0.5
+DEFAULT_RELATIVE_TO: RelativeTo = "above_chance"
+"""The recommended alarm, from `benchmarks/bench_detection.py` (README, "Which signal to
+trust"): the accuracy on probes whose object was removed, alarming when it is more than halfway
+from chance (1/K) to perfect. It separated shortcut from clean runs on all six shortcut families
+(AUC 1.00) with no false alarm, and fired by the third epoch on five of them."""
 
 # monitor -> (side on which it signals a shortcut, what its chance level is, or None)
 MONITORS: dict[str, tuple[str, str | None]] = {
@@ -25,6 +33,7 @@ MONITORS: dict[str, tuple[str, str | None]] = {
     "background/mixed_rand_accuracy": ("below", "1/K"),
     "background/mixed_same_accuracy": ("below", "1/K"),
     "probe_accuracy": ("below", "1/K"),
+    "hotspot": ("above", "the score of randomly shifted maps"),
 }
 MASK_MONITORS = ("mass_in_mask", "pointing_game", "rank_in_mask")
 
@@ -88,38 +97,47 @@ class ShortcutAlarm:
     end of training. After firing it re-arms once the signal is back on the right side.
 
     Args:
-        threshold: The limit, as a value of the signal, or a multiple of its chance level
+        threshold: The limit, as a value of the signal; a multiple of its chance level
             (`relative_to="chance"`) or of its value at the first logged epoch
-            (`relative_to="first"`).
+            (`relative_to="first"`); or the fraction of the way from its chance level to 1
+            (`relative_to="above_chance"`: 0.5 is halfway). Defaults to `None`: the
+            recommended alarm, `0.5` above chance on `"background/only_bg_accuracy"`; any
+            other `monitor` needs an explicit threshold.
         patience: Logged epochs in a row on the wrong side before firing. Defaults to `1`.
         relative: Deprecated spelling of `relative_to="chance"`. Defaults to `False`.
-        monitor: The signal: `"mass_in_mask"`, `"pointing_game"`, `"rank_in_mask"` (need
-            masks or boxes), `"background/gap"`, `"background/flip_rate"`,
-            `"background/only_bg_accuracy"`, ... (background tests), `"probe_accuracy"`.
-            `"saliency/..."` and the Keras logs spelling `"saliency_background_gap"` are
-            accepted too. Defaults to `"mass_in_mask"`.
+        monitor: The signal: `"background/only_bg_accuracy"` (the default),
+            `"background/gap"`, `"background/flip_rate"`, `"background/mixed_rand_accuracy"`,
+            ... (background tests: need masks or boxes; accuracies and the gap need labels),
+            `"mass_in_mask"`, `"pointing_game"`, `"rank_in_mask"` (need masks or boxes),
+            `"probe_accuracy"`, `"hotspot"` (saliency piling up at the same pixels; needs no
+            masks). `"saliency/..."` and the Keras logs spelling `"saliency_background_gap"`
+            are accepted too. With a `threshold` the monitor must be named (it used to default
+            to `"mass_in_mask"`).
         mode: `"below"` fires when the signal is below the limit, `"above"` when above;
             `"auto"` picks the side that means a shortcut (below for the mask metrics and
-            accuracies on the object, above for the gap, flip rate and only-background
-            accuracy). Defaults to `"auto"`.
-        relative_to: `None` (absolute), `"chance"` or `"first"`. Defaults to `None`.
+            accuracies on the object, above for the gap, flip rate, hotspot and
+            only-background accuracy). Defaults to `"auto"`.
+        relative_to: `None` (absolute), `"chance"`, `"first"` or `"above_chance"`. Defaults to
+            `None` (`"above_chance"` for the recommended alarm).
         stop_training: Whether firing stops training. Defaults to `False`.
 
     Raises:
         TypeError, ValueError: For an unknown monitor or mode, a threshold that is not a finite
-            number (or not in (0, 1] for an absolute mask metric), a signal without chance
-            level with `relative_to="chance"`, or `patience < 1`.
+            number (or not in (0, 1] for an absolute mask metric), a threshold without a named
+            monitor, a monitor other than the default without a threshold, a signal without
+            chance level with `relative_to="chance"` or `"above_chance"`, or `patience < 1`.
 
     Example:
+    >>> alarm = ShortcutAlarm()                      # the recommended alarm
     >>> alarm = ShortcutAlarm(0.5, monitor="background/gap", patience=2)
     >>> alarm = ShortcutAlarm(1.0, monitor="mass_in_mask", relative_to="chance")
     """
 
-    threshold: float
+    threshold: float = None  # type: ignore[assignment]  # None: the recommended alarm
     patience: int = 1
     relative: bool = False
     _: KW_ONLY
-    monitor: str = "mass_in_mask"
+    monitor: str = None  # type: ignore[assignment]  # None: the recommended monitor
     mode: Mode = "auto"
     relative_to: RelativeTo | None = None
     stop_training: bool = False
@@ -128,7 +146,25 @@ class ShortcutAlarm:
     _first: float | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.monitor is None:
+            if self.threshold is not None:
+                raise ValueError(
+                    f"ShortcutAlarm({self.threshold!r}) needs the signal it applies to: write "
+                    f"ShortcutAlarm({self.threshold!r}, monitor='mass_in_mask') for the former "
+                    "default, or ShortcutAlarm() for the recommended alarm "
+                    f"({DEFAULT_MONITOR!r} {DEFAULT_THRESHOLD} of the way above chance)"
+                )
+            self.monitor = DEFAULT_MONITOR
         self.monitor = monitor_name(self.monitor)
+        if self.threshold is None:
+            if self.monitor != DEFAULT_MONITOR:
+                raise ValueError(
+                    f"ShortcutAlarm(monitor={self.monitor!r}) needs a `threshold`; only the "
+                    f"default monitor {DEFAULT_MONITOR!r} has a default threshold"
+                )
+            self.threshold = DEFAULT_THRESHOLD
+            if self.relative_to is None and not self.relative:
+                self.relative_to = DEFAULT_RELATIVE_TO
         if self.relative:
             if self.relative_to not in (None, "chance"):
                 raise ValueError(
@@ -136,9 +172,9 @@ class ShortcutAlarm:
                     "`relative_to`"
                 )
             self.relative_to = "chance"
-        if self.relative_to not in (None, "chance", "first"):
+        if self.relative_to not in (None, "chance", "first", "above_chance"):
             raise ValueError(
-                f"expected `relative_to` in (None, 'chance', 'first'), received "
+                "expected `relative_to` in (None, 'chance', 'first', 'above_chance'), received "
                 f"{self.relative_to!r}"
             )
         chance = MONITORS[self.monitor][1]
@@ -146,7 +182,7 @@ class ShortcutAlarm:
             raise ValueError(
                 f"expected `mode` in ('auto', 'below', 'above'), received {self.mode!r}"
             )
-        if self.relative_to == "chance" and chance is None:
+        if self.relative_to in ("chance", "above_chance") and chance is None:
             raise ValueError(
                 f"the signal {self.monitor!r} has no chance level; use an absolute threshold "
                 "or relative_to='first'"
@@ -191,6 +227,9 @@ class ShortcutAlarm:
         """The value of the signal beyond which an epoch counts."""
         if self.relative_to == "chance":
             return self.threshold * (math.nan if chance is None else chance)
+        if self.relative_to == "above_chance":
+            base = math.nan if chance is None else chance
+            return base + self.threshold * (1.0 - base)
         if self.relative_to == "first":
             return self.threshold * (math.nan if self._first is None else self._first)
         return self.threshold

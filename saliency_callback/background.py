@@ -8,8 +8,8 @@ counterfactual versions, built once from the fixed probes (they never change bet
   set's mean colour (per channel, over all probes and pixels). A constant colour carries no
   class information, and unlike black (the challenge's fill) it is neutral whatever the input
   range (0..1, 0..255, or standardised inputs where 0 is already a colour).
-- `only_bg`: the object removed, its pixels filled with the nearest background pixel (a
-  Euclidean nearest-neighbour inpainting, `scipy.ndimage.distance_transform_edt`).
+- `only_bg`: the object removed, each of its pixels replaced by a background pixel of the same
+  image drawn at random (seeded): the background's colours and noise, no outline of the object.
 - `mixed_rand`: the object pasted onto another probe's `only_bg` background. The partner is
   drawn once, from a fixed seed, among probes of another class when labels exist (any other
   probe otherwise), so every epoch and every process uses the same pairs.
@@ -33,7 +33,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage
 
 VARIANTS = ("only_fg", "only_bg", "mixed_rand", "mixed_same")
 SWAPS = ("mixed_rand", "mixed_same")
@@ -47,19 +46,24 @@ def neutral_fill(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return np.where(masks[..., None], x, fill).astype(np.float32)
 
 
-def remove_objects(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """`only_bg`: each object pixel takes the value of its nearest background pixel.
+def remove_objects(images: np.ndarray, masks: np.ndarray, seed: int = DEFAULT_SEED) -> np.ndarray:
+    """`only_bg`: each object pixel takes the value of a background pixel of the same image,
+    drawn at random (seeded).
 
-    Images whose mask covers everything have no background and are returned unchanged.
+    Resampling keeps the background's colours and noise and leaves no trace of the object's
+    outline on flat or noisy backgrounds (a nearest-pixel fill would leave streaks along the
+    silhouette, from which a shape classifier can still read the shape). On a structured
+    background (stripes, a scene) the filled region shows as unstructured texture. Images whose
+    mask is empty or covers everything are returned unchanged.
     """
     x = np.asarray(images, np.float32)
     out = x.copy()
+    rng = np.random.default_rng(seed)
     for i, mask in enumerate(masks):
         if not mask.any() or mask.all():
             continue
-        # For every pixel, the indices of the nearest pixel where `mask` is False.
-        _, (rows, cols) = ndimage.distance_transform_edt(mask, return_indices=True)
-        out[i] = x[i][rows, cols]
+        background = x[i][~mask]
+        out[i][mask] = background[rng.integers(0, len(background), int(mask.sum()))]
     return out
 
 
@@ -135,7 +139,7 @@ class BackgroundTest:
         masks = np.asarray(masks, bool)
         area = masks.mean(axis=(1, 2))
         valid = (area > 0) & (area < 1)
-        only_bg = remove_objects(images, masks)
+        only_bg = remove_objects(images, masks, seed)
         partners = {
             "mixed_rand": pair_probes(valid, classes, same=False, seed=seed),
             "mixed_same": pair_probes(valid, classes, same=True, seed=seed),

@@ -21,7 +21,7 @@ from saliency_callback import postprocess
 from saliency_callback.alarm import MONITORS, AlarmEvent, ShortcutAlarm
 from saliency_callback.engine import Explainer, Explanation
 from saliency_callback.inputs import TargetSpec
-from saliency_callback.methods import Method, get_method
+from saliency_callback.methods import RECOMMENDED, Method, get_method
 from saliency_callback.postprocess import Normalization, Reduction
 from saliency_callback.probes import Probes, load_probes
 from saliency_callback.render import Renderer
@@ -31,6 +31,10 @@ from saliency_callback.worker import StepPayload, StepWriter, Worker
 from saliency_callback.writer import RunWriter, check_log_dir
 
 _NAME = "SaliencyCallback"
+# Background signals that also go into Keras's `logs` (CSVLogger, History, EarlyStopping).
+_LOGGED_BACKGROUND = ("gap", "flip_rate", "swap_change", "only_bg_accuracy")
+Signals = dict[str, tuple[float, np.ndarray | None, float | None]]
+"""What the alarm can watch: signal -> (mean, per-probe values or None, chance level or None)."""
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -115,7 +119,8 @@ class SaliencyCallback(keras.callbacks.Callback):
         log_dir: TensorBoard log directory. Defaults to `"logs"`.
         method: `"vanilla"`, `"smoothgrad"`, `"integrated_gradients"`, `"gradcam"` or a
             `Method` such as `SmoothGrad(IntegratedGradients(steps=16))`. Defaults to
-            `"vanilla"`.
+            `SmoothGrad(Vanilla(), n_samples=10)` (`methods.RECOMMENDED`, chosen by the
+            detection benchmark; about 10x the cost of `"vanilla"`).
         target: `"predicted"`, `"label"`, an int, one int per probe, or a callable from
             pre-activation outputs to one score per image. Defaults to `"predicted"`.
         freq: Log every `freq` epochs (epochs `0, freq, 2*freq, ...` and always the last one).
@@ -201,7 +206,7 @@ class SaliencyCallback(keras.callbacks.Callback):
         *,
         boxes: Any = None,
         log_dir: str = "logs",
-        method: str | Method = "vanilla",
+        method: str | Method = RECOMMENDED,
         target: TargetSpec = "predicted",
         freq: int = 1,
         class_names: Sequence[str] | None = None,
@@ -352,7 +357,7 @@ class SaliencyCallback(keras.callbacks.Callback):
                     f"`{_NAME}` got `alarm_threshold={threshold}` but no `masks`; the alarm "
                     "watches the saliency mass inside the masks"
                 )
-            return ShortcutAlarm(threshold, patience, bool(relative))
+            return ShortcutAlarm(threshold, patience, bool(relative), monitor="mass_in_mask")
         if alarm is None:
             return None
         if not isinstance(alarm, ShortcutAlarm):
@@ -565,8 +570,7 @@ class SaliencyCallback(keras.callbacks.Callback):
             self._submit(StepPayload(step, {"saliency/nonfinite": 1.0}))
             return None
         captions = self._captions(result)
-        # signal -> (mean, per-probe values or None, chance level or None), for the alarm
-        signals: dict[str, tuple[float, np.ndarray | None, float | None]] = {}
+        signals: Signals = {}
         scalars = self._scalars(result, step, logs, signals)
         background_captions = None
         if self._background is not None:
@@ -598,7 +602,7 @@ class SaliencyCallback(keras.callbacks.Callback):
         result: Explanation,
         step: int,
         logs: dict[str, Any] | None,
-        signals: dict[str, tuple[float, np.ndarray | None, float | None]],
+        signals: Signals,
     ) -> dict[str, float]:
         conf = result.confidence
         scalars: dict[str, float] = {"saliency/confidence": float(conf.mean())}
@@ -609,11 +613,15 @@ class SaliencyCallback(keras.callbacks.Callback):
             accuracy = float((predicted == self._label_ids).mean())
             scalars["saliency/probe_accuracy"] = accuracy
             signals["probe_accuracy"] = (accuracy, None, 1.0 / max(result.outputs.shape[1], 2))
+        raw = result.reduced
+        if raw is None:
+            raw = postprocess.reduce_channels(result.attributions, self.reduction)
+        score, chance = _metrics.hotspot(raw)
+        scalars["saliency/hotspot"], scalars["saliency/hotspot_chance"] = score, chance
+        signals["hotspot"] = (score, None, chance)
+        self._record("hotspot", score, step, logs)
         masks = self.probes.masks
         if masks is not None:
-            raw = result.reduced
-            if raw is None:
-                raw = postprocess.reduce_channels(result.attributions, self.reduction)
             values = {
                 "mass_in_mask": _metrics.mass_in_mask(raw, masks),
                 "pointing_game": _metrics.pointing_game(raw, masks),
@@ -637,7 +645,7 @@ class SaliencyCallback(keras.callbacks.Callback):
         result: Explanation,
         step: int,
         logs: dict[str, Any] | None,
-        signals: dict[str, tuple[float, np.ndarray | None, float | None]],
+        signals: Signals,
     ) -> tuple[dict[str, float], list[list[str]]]:
         """Runs the counterfactual probes forward; returns their scalars and panel captions."""
         test = self._background
@@ -660,14 +668,14 @@ class SaliencyCallback(keras.callbacks.Callback):
                 continue
             has_chance = MONITORS.get(key, ("", None))[1] is not None
             signals[key] = (value, per_probe_signal, chance if has_chance else None)
-            self._record(key, value, step, logs, name in ("gap", "flip_rate", "swap_change"))
+            self._record(key, value, step, logs, name in _LOGGED_BACKGROUND)
         outs = [result.outputs] + [variants[v] for v in ("only_fg", "only_bg", "mixed_rand")]
         return scalars, [self._prediction_texts(o) for o in outs]
 
     def _update_alarm(
         self,
         step: int,
-        signals: dict[str, tuple[float, np.ndarray | None, float | None]],
+        signals: Signals,
         scalars: dict[str, float],
     ) -> str | None:
         """Updates the alarm (synchronously: it may stop training); returns its message."""

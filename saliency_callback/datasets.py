@@ -1,14 +1,18 @@
 """A seeded synthetic test bed for background shortcuts.
 
-Each image shows one object on a tinted, noisy background. The object's shape
-is the class (circle, square, triangle, ...); its position, size and colour are
-random and independent of the class, so the shape is the only cue that always
-works. The background tint is a second, easier cue: for a chosen fraction of
-images (`agreement`) it is the tint of the image's own class, for the rest the
-tint of a different, randomly chosen class. A small CNN trained with high
-agreement tends to read the tint instead of the shape; its saliency then falls
-on the background, which the metrics in `saliency_callback.metrics` measure
-against the exact object masks returned here.
+Each image shows one object on a background. The object's shape is the class
+(circle, square, triangle, ...); its position, size and colour are random and
+independent of the class, so the shape is the only cue that always works. A
+second, easier cue encodes a class too: for a chosen fraction of images
+(`agreement`) the image's own class, for the rest a different, randomly chosen
+class. A small CNN trained with high agreement tends to read the cue instead of
+the shape; its saliency then falls off the object, which the metrics in
+`saliency_callback.metrics` measure against the exact object masks returned
+here.
+
+The cue comes in several families (`cue=`, see `CUES`): the background tint
+(the default), a striped background texture, a corner patch, a border frame,
+the blur level of a noise texture, and a second, smaller distractor shape.
 
 Everything is drawn with numpy broadcasting over the batch (no per-image Python
 loop), from `np.random.default_rng(seed)` only.
@@ -26,6 +30,7 @@ from numpy.typing import NDArray
 
 __all__ = [
     "BACKGROUND_TINTS",
+    "CUES",
     "SHAPES",
     "ShortcutData",
     "make_shortcut_data",
@@ -80,14 +85,18 @@ class ShortcutData:
         images: Float32 array of shape `(n, S, S, 3)` with values in `[0, 1]`.
         labels: Int64 array of shape `(n,)`: the class, i.e. the object shape.
         masks: Bool array of shape `(n, S, S)`: exactly the object's pixels.
-        cue_agrees: Bool array of shape `(n,)`: whether the background carries
-            the tint of the image's own class.
-        background_classes: Int64 array of shape `(n,)`: the class whose tint
-            the background carries (equal to `labels` where `cue_agrees`).
+        cue_agrees: Bool array of shape `(n,)`: whether the cue encodes the
+            image's own class.
+        background_classes: Int64 array of shape `(n,)`: the class the cue
+            encodes, for every cue family (the name dates from the tint cue;
+            equal to `labels` where `cue_agrees`).
         class_names: Shape name of each class, e.g. `("circle", "square",
             "triangle")`.
-        background_colors: Float32 array of shape `(num_classes, 3)`: the RGB
-            tint of each class's background (before jitter and noise).
+        background_colors: Float32 array of shape `(num_classes, 3)`:
+            `BACKGROUND_TINTS[:num_classes]`, the RGB colour of each class's
+            cue (before jitter and noise) for the `"background_color"`,
+            `"patch"` and `"frame"` cues; unused by the others.
+        cue: The cue family, one of `CUES`.
     """
 
     images: NDArray[np.float32]
@@ -97,6 +106,7 @@ class ShortcutData:
     background_classes: NDArray[np.int64]
     class_names: tuple[str, ...]
     background_colors: NDArray[np.float32]
+    cue: str = "background_color"
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -160,6 +170,28 @@ def _diamond(dy: NDArray[np.float64], dx: NDArray[np.float64], r: NDArray[np.flo
 _PREDICATES: tuple[_Predicate, ...] = (_circle, _square, _triangle, _cross, _ring, _diamond)
 
 
+def _render_shapes(
+    classes: NDArray[np.int64],
+    center_y: NDArray[np.float64],
+    center_x: NDArray[np.float64],
+    radius: NDArray[np.float64],
+    image_size: int,
+    num_classes: int,
+) -> NDArray[np.bool_]:
+    """Renders one shape per image: `SHAPES[classes[i]]` at the given centre and size."""
+    n = int(classes.shape[0])
+    coords = np.arange(image_size, dtype=np.float64) + 0.5
+    masks = np.zeros((n, image_size, image_size), dtype=bool)
+    for cls in range(num_classes):
+        idx = np.flatnonzero(classes == cls)
+        if idx.size == 0:
+            continue
+        dy = coords[None, :, None] - center_y[idx, None, None]
+        dx = coords[None, None, :] - center_x[idx, None, None]
+        masks[idx] = _PREDICATES[cls](dy, dx, radius[idx, None, None])
+    return masks
+
+
 def _draw_masks(
     labels: NDArray[np.int64], image_size: int, num_classes: int, rng: np.random.Generator
 ) -> NDArray[np.bool_]:
@@ -172,29 +204,225 @@ def _draw_masks(
     margin = _HALF_EXTENT * radius + 1.0
     center_y = rng.uniform(margin, image_size - margin, size=n)
     center_x = rng.uniform(margin, image_size - margin, size=n)
-    coords = np.arange(image_size, dtype=np.float64) + 0.5
-    masks = np.zeros((n, image_size, image_size), dtype=bool)
-    for cls in range(num_classes):
-        idx = np.flatnonzero(labels == cls)
-        if idx.size == 0:
-            continue
-        dy = coords[None, :, None] - center_y[idx, None, None]
-        dx = coords[None, None, :] - center_x[idx, None, None]
-        masks[idx] = _PREDICATES[cls](dy, dx, radius[idx, None, None])
-    return masks
+    return _render_shapes(labels, center_y, center_x, radius, image_size, num_classes)
 
 
 def _draw_object_colors(
-    n: int, tints: NDArray[np.float32], rng: np.random.Generator
+    n: int,
+    avoid: NDArray[np.floating[Any]],
+    rng: np.random.Generator,
+    min_distance: float | NDArray[np.float64] = _MIN_COLOR_DISTANCE,
 ) -> NDArray[np.float32]:
-    """Uniform RGB colours at least `_MIN_COLOR_DISTANCE` from every tint."""
+    """Uniform RGB colours at least `min_distance` from every colour in `avoid`.
+
+    `avoid` is `(m, 3)` (the same colours for every image) or `(n, m, 3)`;
+    `min_distance` is a scalar or one distance per avoided colour, `(m,)`.
+    """
+    avoid = np.broadcast_to(avoid, (n, *avoid.shape[-2:]))
     colors = rng.uniform(0.0, 1.0, size=(n, 3))
+    todo = np.arange(n)
     while True:
-        dist = np.linalg.norm(colors[:, None, :] - tints[None, :, :], axis=-1)
-        redraw = np.flatnonzero((dist < _MIN_COLOR_DISTANCE).any(axis=1))
-        if redraw.size == 0:
+        dist = np.linalg.norm(colors[todo, None, :] - avoid[todo], axis=-1)
+        todo = todo[(dist < min_distance).any(axis=1)]
+        if todo.size == 0:
             return colors.astype(np.float32)
-        colors[redraw] = rng.uniform(0.0, 1.0, size=(redraw.size, 3))
+        colors[todo] = rng.uniform(0.0, 1.0, size=(todo.size, 3))
+
+
+# --- Cue families other than the background tint -------------------------------------------
+#
+# These share a "neutral" background: a grey of random level, jittered per channel, drawn the
+# same way for every class, so that only the family's cue carries the class.
+_NEUTRAL_LEVEL = (0.35, 0.65)
+# Object colours keep this distance from the neutral base colour (more than from the tints,
+# because textured backgrounds swing around their base colour).
+_MIN_BASE_DISTANCE = 0.4
+# "background_texture": a grey sinusoidal grating of this amplitude, orientation
+# `pi * c / num_classes` for cue class c, period `max(4, S / 8)` pixels and random phase.
+_GRATING_AMPLITUDE = 0.15
+# "blur": white Gaussian noise blurred (periodically, in Fourier space) with the cue class's
+# sigma in pixels, then rescaled to exactly zero mean and this standard deviation per image.
+_BLUR_SIGMAS = (0.0, 0.5, 0.8, 1.2, 1.7, 2.4)
+_BLUR_STD = 0.1
+# "distractor": the main object is smaller than in the other families so that a second,
+# smaller shape always fits beside it, this many pixels apart (bounding boxes) or more.
+_DISTRACTOR_MAIN_RADIUS = (0.16, 0.21)
+_DISTRACTOR_RADIUS = (0.10, 0.12)
+_DISTRACTOR_GAP = 2.0
+_DISTRACTOR_MIN_IMAGE_SIZE = 32
+
+CUES: tuple[str, ...] = (
+    "background_color",
+    "background_texture",
+    "patch",
+    "frame",
+    "blur",
+    "distractor",
+)
+"""The cue families of `make_shortcut_data(cue=...)`."""
+
+_CUE_MSG = "expected `cue` to be one of {names}, received {value!r}"
+_CUE_SIZE_MSG = "expected `image_size` >= {minimum} with cue={cue!r}, received {value}"
+
+
+def _patch_size(image_size: int) -> int:
+    """Side in pixels of the `cue="patch"` square in the top-left corner."""
+    return max(2, image_size // 8)
+
+
+def _frame_width(image_size: int) -> int:
+    """Width in pixels of the `cue="frame"` border."""
+    return max(1, image_size // 16)
+
+
+def _grating_period(image_size: int) -> float:
+    """Period in pixels of the `cue="background_texture"` stripes."""
+    return max(4.0, image_size / 8)
+
+
+def _neutral_base(n: int, rng: np.random.Generator) -> NDArray[np.float32]:
+    level = rng.uniform(*_NEUTRAL_LEVEL, size=(n, 1))
+    jitter = rng.uniform(-_TINT_JITTER, _TINT_JITTER, size=(n, 3))
+    return (level + jitter).astype(np.float32)
+
+
+def _uniform_centers(
+    radius: NDArray[np.float64], image_size: int, inset: float, rng: np.random.Generator
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Centres keeping the object's box at least `1 + inset` pixels from the image edge."""
+    margin = _HALF_EXTENT * radius + 1.0 + inset
+    center_y = rng.uniform(margin, image_size - margin)
+    center_x = rng.uniform(margin, image_size - margin)
+    return center_y, center_x
+
+
+def _patch_centers(
+    radius: NDArray[np.float64], image_size: int, rng: np.random.Generator
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Uniform centres whose object box stays clear of the top-left patch.
+
+    The box keeps a pixel of background from the patch where that always fits (image_size
+    >= 20); at smaller sizes it may touch the patch, but never covers it.
+    """
+    half = _HALF_EXTENT * radius
+    size = _patch_size(image_size)
+    # The largest object's box leaves `image_size - 2 * widest` pixels along each axis; keep a
+    # pixel of background between it and the patch wherever that leaves a pixel to spare.
+    widest = _HALF_EXTENT * _RADIUS_RANGE[1] * image_size + 1.0
+    gap = 1.0 if image_size - 2 * widest >= size + 2 else 0.0
+    center_y, center_x = _uniform_centers(radius, image_size, 0.0, rng)
+    while True:
+        bad = np.flatnonzero((center_y - half < size + gap) & (center_x - half < size + gap))
+        if bad.size == 0:
+            return center_y, center_x
+        center_y[bad], center_x[bad] = _uniform_centers(radius[bad], image_size, 0.0, rng)
+
+
+def _distractor_layout(
+    n: int, image_size: int, rng: np.random.Generator
+) -> tuple[NDArray[np.float64], ...]:
+    """Sizes and centres of the main object and the distractor, boxes `_DISTRACTOR_GAP` apart."""
+    main_r = rng.uniform(*_DISTRACTOR_MAIN_RADIUS, size=n) * image_size
+    dist_r = rng.uniform(*_DISTRACTOR_RADIUS, size=n) * image_size
+    need = _HALF_EXTENT * (main_r + dist_r) + _DISTRACTOR_GAP
+    main_y, main_x = _uniform_centers(main_r, image_size, 0.0, rng)
+    dist_y, dist_x = _uniform_centers(dist_r, image_size, 0.0, rng)
+    while True:
+        bad = np.flatnonzero((np.abs(main_y - dist_y) < need) & (np.abs(main_x - dist_x) < need))
+        if bad.size == 0:
+            return main_r, main_y, main_x, dist_r, dist_y, dist_x
+        main_y[bad], main_x[bad] = _uniform_centers(main_r[bad], image_size, 0.0, rng)
+        dist_y[bad], dist_x[bad] = _uniform_centers(dist_r[bad], image_size, 0.0, rng)
+
+
+def _grating(
+    cue_classes: NDArray[np.int64], image_size: int, num_classes: int, rng: np.random.Generator
+) -> NDArray[np.float32]:
+    n = int(cue_classes.shape[0])
+    theta = np.pi * cue_classes / num_classes
+    phase = rng.uniform(0.0, 2 * np.pi, size=n)
+    coords = np.arange(image_size, dtype=np.float64) + 0.5
+    freq = 2 * np.pi / _grating_period(image_size)
+    wave = np.sin(
+        freq
+        * (
+            coords[None, None, :] * np.cos(theta)[:, None, None]
+            + coords[None, :, None] * np.sin(theta)[:, None, None]
+        )
+        + phase[:, None, None]
+    )
+    wave -= wave.mean(axis=(1, 2), keepdims=True)
+    return (_GRATING_AMPLITUDE * wave).astype(np.float32)
+
+
+def _blurred_noise(
+    cue_classes: NDArray[np.int64], image_size: int, rng: np.random.Generator
+) -> NDArray[np.float32]:
+    n = int(cue_classes.shape[0])
+    white = rng.standard_normal((n, image_size, image_size))
+    sigma = np.asarray(_BLUR_SIGMAS)[cue_classes]
+    fy = np.fft.fftfreq(image_size)[:, None]
+    fx = np.fft.rfftfreq(image_size)[None, :]
+    transfer = np.exp(-2 * np.pi**2 * sigma[:, None, None] ** 2 * (fy**2 + fx**2))
+    field = np.fft.irfft2(np.fft.rfft2(white) * transfer, s=(image_size, image_size))
+    field -= field.mean(axis=(1, 2), keepdims=True)
+    field *= _BLUR_STD / field.std(axis=(1, 2), keepdims=True)
+    return field.astype(np.float32)
+
+
+def _generate_family(
+    cue: str,
+    labels: NDArray[np.int64],
+    cue_classes: NDArray[np.int64],
+    image_size: int,
+    num_classes: int,
+    rng: np.random.Generator,
+) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+    """Images (before pixel noise) and main-object masks of every cue but the tint."""
+    n = int(labels.shape[0])
+    size = image_size
+    tints = BACKGROUND_TINTS[:num_classes]
+    distractor = None
+    if cue == "distractor":
+        main_r, main_y, main_x, dist_r, dist_y, dist_x = _distractor_layout(n, size, rng)
+        distractor = _render_shapes(cue_classes, dist_y, dist_x, dist_r, size, num_classes)
+    else:
+        radius = rng.uniform(*_RADIUS_RANGE, size=n) * size
+        main_r = radius
+        if cue == "patch":
+            main_y, main_x = _patch_centers(radius, size, rng)
+        elif cue == "frame":
+            main_y, main_x = _uniform_centers(radius, size, float(_frame_width(size)), rng)
+        else:
+            main_y, main_x = _uniform_centers(radius, size, 0.0, rng)
+    masks = _render_shapes(labels, main_y, main_x, main_r, size, num_classes)
+
+    base = _neutral_base(n, rng)
+    images = np.broadcast_to(base[:, None, None, :], (n, size, size, 3)).copy()
+    if cue == "background_texture":
+        images += _grating(cue_classes, size, num_classes, rng)[..., None]
+    elif cue == "blur":
+        images += _blurred_noise(cue_classes, size, rng)[..., None]
+    elif cue in ("patch", "frame"):
+        jitter = rng.uniform(-_TINT_JITTER, _TINT_JITTER, size=(n, 3)).astype(np.float32)
+        color = (tints[cue_classes] + jitter)[:, None, None, :]
+        region = np.zeros((size, size), dtype=bool)
+        if cue == "patch":
+            region[: _patch_size(size), : _patch_size(size)] = True
+        else:
+            width = _frame_width(size)
+            region[:width] = region[-width:] = True
+            region[:, :width] = region[:, -width:] = True
+        images = np.where(region[None, :, :, None], color, images)
+
+    avoid = np.concatenate([np.broadcast_to(tints, (n, *tints.shape)), base[:, None, :]], axis=1)
+    min_distance = np.array([_MIN_COLOR_DISTANCE] * num_classes + [_MIN_BASE_DISTANCE])
+    objects = _draw_object_colors(n, avoid, rng, min_distance)
+    if distractor is not None:
+        others = _draw_object_colors(n, avoid, rng, min_distance)
+        images = np.where(distractor[..., None], others[:, None, None, :], images)
+    images = np.where(masks[..., None], objects[:, None, None, :], images)
+    return images.astype(np.float32, copy=False), masks
 
 
 def _generate(
@@ -204,6 +432,7 @@ def _generate(
     agreement: float,
     noise: float,
     rng: np.random.Generator,
+    cue: str = "background_color",
 ) -> ShortcutData:
     labels = rng.permutation(np.arange(n, dtype=np.int64) % num_classes)
 
@@ -214,15 +443,19 @@ def _generate(
     offset = rng.integers(1, num_classes, size=n)
     background_classes = np.where(cue_agrees, labels, (labels + offset) % num_classes)
 
-    masks = _draw_masks(labels, image_size, num_classes, rng)
-
     tints = BACKGROUND_TINTS[:num_classes]
-    jitter = rng.uniform(-_TINT_JITTER, _TINT_JITTER, size=(n, 3)).astype(np.float32)
-    backgrounds = tints[background_classes] + jitter
-    objects = _draw_object_colors(n, tints, rng)
-    images = np.where(
-        masks[..., None], objects[:, None, None, :], backgrounds[:, None, None, :]
-    ).astype(np.float32, copy=False)
+    if cue == "background_color":
+        masks = _draw_masks(labels, image_size, num_classes, rng)
+        jitter = rng.uniform(-_TINT_JITTER, _TINT_JITTER, size=(n, 3)).astype(np.float32)
+        backgrounds = tints[background_classes] + jitter
+        objects = _draw_object_colors(n, tints, rng)
+        images = np.where(
+            masks[..., None], objects[:, None, None, :], backgrounds[:, None, None, :]
+        ).astype(np.float32, copy=False)
+    else:
+        images, masks = _generate_family(
+            cue, labels, background_classes, image_size, num_classes, rng
+        )
     if noise > 0:
         images += np.float32(noise) * rng.standard_normal(images.shape, dtype=np.float32)
     np.clip(images, 0.0, 1.0, out=images)
@@ -235,7 +468,18 @@ def _generate(
         background_classes=background_classes.astype(np.int64, copy=False),
         class_names=SHAPES[:num_classes],
         background_colors=tints.copy(),
+        cue=cue,
     )
+
+
+def _check_cue(cue: Any, image_size: int) -> str:
+    if not isinstance(cue, str) or cue not in CUES:
+        raise ValueError(_CUE_MSG.format(names=", ".join(CUES), value=cue))
+    if cue == "distractor" and image_size < _DISTRACTOR_MIN_IMAGE_SIZE:
+        raise ValueError(
+            _CUE_SIZE_MSG.format(minimum=_DISTRACTOR_MIN_IMAGE_SIZE, cue=cue, value=image_size)
+        )
+    return cue
 
 
 def _check_args(
@@ -274,56 +518,101 @@ def make_shortcut_data(
     agreement: float = 0.95,
     seed: int = 0,
     noise: float = 0.05,
+    cue: str = "background_color",
 ) -> ShortcutData:
-    """Generates images whose background tint is a (partial) shortcut cue.
+    """Generates images whose background (or another cue) is a partial shortcut.
 
     Class `c` is the object shape `SHAPES[c]` (circle, square, triangle,
     cross, ring, diamond). Each image has one object with a random centre,
     a random size (the mask covers about 10% to 30% of the image; 11% to 26%
-    at the default size) that never touches the image border, and a random
-    colour drawn from the same distribution for every class: uniform RGB,
-    excluding colours within 0.3 (Euclidean) of any background tint in use,
-    so the object always contrasts with the background. The shape is
-    therefore the only reliable cue.
+    at the default size; see `cue="distractor"` for the exception) that never
+    touches the image border, and a random colour drawn from the same
+    distribution for every class: uniform RGB, excluding colours within 0.3
+    (Euclidean) of any background tint in use (and, for the cues other than
+    the tint, within 0.4 of the image's base colour), so the object always
+    contrasts with the background. The shape is therefore the only reliable
+    cue. `masks` are exactly the object's pixels, and no cue ever overlaps
+    the object.
 
-    The background is the flat tint `BACKGROUND_TINTS[b]` of a class `b`,
-    jittered by up to +-0.05 per channel per image. Exactly
-    `round(agreement * n)` randomly chosen images (Python rounding, half to
-    even) have `b` equal to their label; the others get a uniformly random
-    different class. Gaussian pixel noise of standard deviation `noise` is
-    added to the whole image (object included), then values are clipped to
-    `[0, 1]`.
+    The cue encodes a class `b`. Exactly `round(agreement * n)` randomly
+    chosen images (Python rounding, half to even) have `b` equal to their
+    label; the others get a uniformly random different class. `cue` picks
+    how `b` is shown (`S` is `image_size`, `K` is `num_classes`):
 
-    `agreement` near 1 makes the tint an easy shortcut; `1 / num_classes`
-    makes it uninformative; `0.0` makes it always misleading, a held-out
+    - `"background_color"` (default): the background is the flat tint
+      `BACKGROUND_TINTS[b]`, jittered by up to +-0.05 per channel per image.
+    - The other cues draw a class-independent "neutral" base colour per
+      image: a grey of level uniform in `[0.35, 0.65]`, jittered by up to
+      +-0.05 per channel. Then:
+    - `"background_texture"`: base plus a grey sinusoidal grating of
+      amplitude 0.15, period `max(4, S / 8)` pixels, random phase and
+      orientation `180 * b / K` degrees (0: vertical stripes), with its mean
+      over the image removed, so the mean colour carries no information.
+    - `"patch"`: base background with a square "token" of side
+      `max(2, S // 8)` in the top-left corner, of colour
+      `BACKGROUND_TINTS[b]` jittered as above. The object's bounding box
+      stays clear of it (with a pixel of background in between from
+      `S = 20` up).
+    - `"frame"`: base background inside a border `max(1, S // 16)` pixels
+      wide of colour `BACKGROUND_TINTS[b]` jittered as above; the object
+      keeps a pixel of background from the frame.
+    - `"blur"`: base plus a grey texture: white noise blurred with a
+      Gaussian of standard deviation `(0, 0.5, 0.8, 1.2, 1.7, 2.4)[b]` pixels
+      (periodic boundary; 0 means sharp), then rescaled to exactly zero mean
+      and standard deviation 0.1 per image. Mean colour and contrast carry no
+      class information, only the texture's grain (spatial spectrum) does.
+      With 6 classes the coarsest levels are hard to tell apart at `S = 32`
+      (a hand-written decoder gets about 96%); with 3 it is exact.
+    - `"distractor"`: base background with a second, smaller object of shape
+      `SHAPES[b]` and a random colour (same distribution as the object's),
+      its bounding box at least 2 pixels from the object's. To make room
+      both are smaller here: the object's radius is 0.16 to 0.21 of `S`
+      (mask about 7% to 15% of the image), the distractor's 0.10 to 0.12.
+      `masks` cover the main object only. Needs `S >= 32`.
+
+    Gaussian pixel noise of standard deviation `noise` is added to the whole
+    image (object included), then values are clipped to `[0, 1]`.
+
+    `agreement` near 1 makes the cue an easy shortcut; `1 / num_classes`
+    makes it uninformative (the cue class is then uniformly random,
+    independent of the label), which gives a clean twin of a dataset
+    with the same cue family; `0.0` makes it always misleading, a held-out
     split for testing whether a model relies on the shortcut. Labels are
     balanced: each class appears `n // num_classes` or one more times, in
     random order.
 
     Args:
         n: Number of images, >= 1.
-        image_size: Side `S` of the square images in pixels, >= 16.
+        image_size: Side `S` of the square images in pixels, >= 16 (>= 32
+            for `cue="distractor"`).
         num_classes: Number of classes (shapes), between 2 and `len(SHAPES)`
             (6).
-        agreement: Fraction of images, in `[0, 1]`, whose background carries
-            their own class's tint.
+        agreement: Fraction of images, in `[0, 1]`, whose cue encodes their
+            own class.
         seed: Seed for `np.random.default_rng`; the same arguments and seed
             always give the same data.
         noise: Standard deviation of the Gaussian pixel noise, >= 0. With
-            `noise=0` every background pixel of an image has the same colour.
+            `noise=0` and `cue="background_color"` every background pixel of
+            an image has the same colour.
+        cue: The cue family, one of `CUES`: `"background_color"`,
+            `"background_texture"`, `"patch"`, `"frame"`, `"blur"`,
+            `"distractor"`. The default gives the same data as before the
+            other families existed.
 
     Returns:
         A `ShortcutData` with `images` float32 `(n, S, S, 3)` in `[0, 1]`,
         `labels` int64 `(n,)`, `masks` bool `(n, S, S)` (exactly the object's
-        pixels), `cue_agrees` bool `(n,)`, `background_classes` int64 `(n,)`,
-        `class_names` and `background_colors` float32 `(num_classes, 3)`.
+        pixels), `cue_agrees` bool `(n,)`, `background_classes` int64 `(n,)`
+        (the class the cue encodes), `class_names`, `background_colors`
+        float32 `(num_classes, 3)` and `cue`.
 
     Raises:
         TypeError: If `n`, `image_size` or `num_classes` is not an int, or
             `agreement` or `noise` is not a real number.
         ValueError: If `n < 1`, `image_size < 16`, `num_classes` is outside
-            `[2, 6]`, `agreement` is outside `[0, 1]`, or `noise` is negative
-            or not finite.
+            `[2, 6]`, `agreement` is outside `[0, 1]`, `noise` is negative
+            or not finite, `cue` is not one of `CUES`, or `cue="distractor"`
+            with `image_size < 32`.
 
     Example:
 
@@ -334,7 +623,8 @@ def make_shortcut_data(
     ('circle', 'square', 'triangle')
     """
     args = _check_args(n, image_size, num_classes, agreement, noise)
-    return _generate(*args, rng=np.random.default_rng(seed))
+    cue = _check_cue(cue, args[1])
+    return _generate(*args, rng=np.random.default_rng(seed), cue=cue)
 
 
 def make_shortcut_splits(
@@ -347,15 +637,17 @@ def make_shortcut_splits(
     image_size: int = 48,
     num_classes: int = 3,
     noise: float = 0.05,
+    cue: str = "background_color",
 ) -> tuple[ShortcutData, ShortcutData]:
     """Generates a shortcut-laden training split and a balanced test split.
 
-    The training split has `agreement` (default 0.95): the background tint is
-    a strong shortcut. The test split has `test_agreement` (default 0.5):
-    half of its images agree and half disagree, so accuracy on
+    The training split has `agreement` (default 0.95): the cue (the
+    background tint by default, see `cue`) is a strong shortcut. The test
+    split has `test_agreement` (default 0.5): exactly `round(test_agreement *
+    n_test)` of its images agree and the rest disagree, so accuracy on
     `test.cue_agrees` versus `~test.cue_agrees` shows how much a model relies
-    on the background. Both splits come from independent streams derived from
-    `seed` with `np.random.SeedSequence(seed).spawn(2)`, so they never share
+    on the cue. Both splits use the same cue family and come from independent
+    streams derived from `seed` with `np.random.SeedSequence(seed).spawn(2)`, so they never share
     images and are reproducible; the training split differs from
     `make_shortcut_data(n_train, seed=seed)`.
 
@@ -368,6 +660,8 @@ def make_shortcut_splits(
         image_size: Side of the square images in pixels, >= 16.
         num_classes: Number of classes, between 2 and 6.
         noise: Standard deviation of the Gaussian pixel noise, >= 0.
+        cue: The cue family of both splits, one of `CUES`; see
+            `make_shortcut_data`.
 
     Returns:
         A tuple `(train, test)` of `ShortcutData`; see `make_shortcut_data`.
@@ -375,7 +669,7 @@ def make_shortcut_splits(
     Raises:
         TypeError: As `make_shortcut_data`, naming the offending argument.
         ValueError: As `make_shortcut_data`, naming the offending argument
-            (`n_train`, `n_test`, `agreement`, `test_agreement`, ...).
+            (`n_train`, `n_test`, `agreement`, `test_agreement`, `cue`, ...).
 
     Example:
 
@@ -393,7 +687,8 @@ def make_shortcut_splits(
         n_name="n_test",
         agreement_name="test_agreement",
     )
+    cue = _check_cue(cue, train_args[1])
     train_seq, test_seq = np.random.SeedSequence(seed).spawn(2)
-    train = _generate(*train_args, rng=np.random.default_rng(train_seq))
-    test = _generate(*test_args, rng=np.random.default_rng(test_seq))
+    train = _generate(*train_args, rng=np.random.default_rng(train_seq), cue=cue)
+    test = _generate(*test_args, rng=np.random.default_rng(test_seq), cue=cue)
     return train, test

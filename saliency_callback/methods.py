@@ -309,6 +309,14 @@ class SmoothGrad(Method):
         return point
 
 
+RECOMMENDED = SmoothGrad(Vanilla(), n_samples=10)
+"""The callback's default method, from `benchmarks/bench_detection.py` (README, "Which signal to
+trust"): SmoothGrad's mass in mask separated shortcut from clean runs on all six shortcut
+families (AUC 1.00) without a false alarm, where vanilla gradients missed the background-colour
+and distractor shortcuts and Grad-CAM fell below chance on clean models early in training. It
+costs about 10 gradient passes per probe; `method="vanilla"` costs one."""
+
+
 def get_method(method: str | Method) -> Method:
     """Turns a method name into a `Method` with default parameters.
 

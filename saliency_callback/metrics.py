@@ -19,6 +19,7 @@ few dozen 64x64 maps.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -29,6 +30,7 @@ __all__ = [
     "chance_level",
     "check_maps_and_masks",
     "check_masks",
+    "hotspot",
     "mass_in_mask",
     "masks_from_boxes",
     "pointing_game",
@@ -436,3 +438,72 @@ def chance_level(masks: ArrayLike, tolerance: int = 0) -> NDArray[np.float64]:
     area = _dilate(masks_arr, tolerance).sum(axis=(1, 2)).astype(np.float64)
     n_pixels = np.full(n, float(height * width))
     return _safe_divide(area, n_pixels, masks_arr.any(axis=(1, 2)))
+
+
+def _top_share(maps: NDArray[np.float64], count: int) -> NDArray[np.float64]:
+    """Share of each (non-negative, sum-1) map's mass in its `count` highest pixels."""
+    flat = maps.reshape(len(maps), -1)
+    return np.partition(flat, flat.shape[1] - count, axis=1)[:, -count:].sum(axis=1)
+
+
+def hotspot(
+    maps: ArrayLike, top: float = 0.05, *, draws: int = 8, seed: int = 0
+) -> tuple[float, float]:
+    """How much the probes' saliency piles up at the same pixels, whatever the image: a
+    mask-free signal of a fixed-position shortcut (a watermark, a corner tag, a border).
+
+    Each map's non-negative part is scaled to sum 1. With `P` the number of pixels and
+    `k = ceil(top * P)`, the score is the share of the *mean* map's mass in its `k` highest
+    pixels, divided by the mean share of each map's mass in its own `k` highest pixels:
+
+    - about 1 when every map peaks at the same pixels (averaging loses no concentration);
+    - about `top / (each map's own share)` when the maps peak at unrelated places.
+
+    The chance level is the same score after moving each map by a random circular shift
+    (`draws` seeded draws, averaged): the maps keep their own shape but lose any common
+    position. A model that reads objects placed at random scores near chance; one that reads a
+    cue at a fixed place scores above it. Maps spread evenly over the whole image (a
+    background colour, texture or blur shortcut) score near chance too: this signal cannot see
+    shortcuts that have no position.
+
+    Args:
+        maps: Saliency maps `(N, H, W)`, finite, N >= 2 (maps with no positive mass are
+            left out).
+        top: The fraction of pixels that counts as the hotspot, in (0, 1). Defaults to `0.05`.
+        draws: Random shifts averaged for the chance level. Defaults to `8`.
+        seed: Seed of the shifts. Defaults to `0`.
+
+    Returns:
+        `(score, chance)`, both NaN with fewer than two usable maps.
+
+    Example:
+    >>> maps = np.zeros((8, 32, 32)); maps[:, :4, :4] = 1.0   # every map on the same corner
+    >>> score, chance = hotspot(maps)
+    >>> round(score, 2), chance < 0.5
+    (1.0, True)
+    """
+    arr = np.asarray(maps)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(_MAPS_DTYPE_MSG.format(dtype=arr.dtype))
+    if arr.ndim != 3:
+        raise ValueError(_RANK_MSG.format(name="maps", shape=arr.shape))
+    if not np.isfinite(arr).all():
+        raise ValueError("expected `maps` to contain only finite values")
+    if not 0 < top < 1:
+        raise ValueError(f"expected `top` in (0, 1), received top={top}")
+    positive = np.clip(arr.astype(np.float64), 0.0, None)
+    total = positive.sum(axis=(1, 2))
+    positive = positive[total > 0] / total[total > 0, None, None]
+    n, height, width = positive.shape
+    if n < 2:
+        return math.nan, math.nan
+    count = max(1, math.ceil(top * height * width))
+    own = float(_top_share(positive, count).mean())
+    score = float(_top_share(positive.mean(axis=0)[None], count)[0]) / own
+    rng = np.random.default_rng(seed)
+    chance = []
+    for _ in range(draws):
+        shifts = rng.integers(0, (height, width), size=(n, 2))
+        moved = [np.roll(m, tuple(s), axis=(0, 1)) for m, s in zip(positive, shifts, strict=True)]
+        chance.append(float(_top_share(np.mean(moved, axis=0)[None], count)[0]) / own)
+    return score, float(np.mean(chance))

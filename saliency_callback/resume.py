@@ -106,4 +106,6 @@ def replay_chances(
     tag = "background/only_bg_chance" if monitor.startswith("background/") else None
     if monitor in ("mass_in_mask", "pointing_game", "rank_in_mask"):
         tag = "mass_in_mask_chance"
+    elif monitor == "hotspot":
+        tag = "hotspot_chance"
     return dict(history.scalars.get(f"saliency/{tag}", {})) if tag else {}

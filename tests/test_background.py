@@ -94,12 +94,18 @@ def test_variants_pixel_by_pixel():
         assert same != i and labels[same] == labels[i]
 
 
-def test_object_removal_fills_from_the_nearest_background_pixel():
-    image = np.zeros((1, 1, 5, 1), np.float32)
-    image[0, 0] = [[1], [2], [9], [9], [5]]
-    mask = np.array([[[False, False, True, True, False]]])
-    filled = bg.remove_objects(image, mask)[0, 0, :, 0]
-    np.testing.assert_array_equal(filled, [1, 2, 2, 5, 5])
+def test_object_removal_resamples_the_images_own_background():
+    rng = np.random.default_rng(3)
+    images = rng.random((2, 8, 8, 3)).astype(np.float32)
+    masks = np.zeros((2, 8, 8), bool)
+    masks[:, 2:5, 3:7] = True
+    filled = bg.remove_objects(images, masks, seed=1)
+    for x, m, f in zip(images, masks, filled, strict=True):
+        np.testing.assert_array_equal(f[~m], x[~m])  # the background is untouched
+        background = {tuple(p) for p in x[~m]}
+        assert all(tuple(p) in background for p in f[m])  # every filled pixel is from it
+        assert not any(tuple(p) in background for p in x[m])  # (the object's were not)
+    np.testing.assert_array_equal(bg.remove_objects(images, masks, seed=1), filled)
 
 
 def test_pairing_is_deterministic_across_processes_and_respects_classes():
@@ -225,7 +231,7 @@ def test_background_tests_without_masks_and_conflicting_alarms_fail_in_init(tmp_
     with pytest.raises(ValueError, match="background_tests=True but no `masks` or `boxes`"):
         sc.SaliencyCallback(images, background_tests=True, log_dir=str(tmp_path))
     with pytest.raises(ValueError, match="both `alarm` and `alarm_threshold"):
-        sc.SaliencyCallback(images, masks=masks, alarm=sc.ShortcutAlarm(0.5), alarm_threshold=0.5)
+        sc.SaliencyCallback(images, masks=masks, alarm=sc.ShortcutAlarm(), alarm_threshold=0.5)
     with pytest.raises(ValueError, match="needs `labels`"):
         gap = sc.ShortcutAlarm(0.5, monitor="background/gap")
         sc.SaliencyCallback(images, masks=masks, alarm=gap)
@@ -257,3 +263,23 @@ def test_empty_and_full_masks_are_left_out_with_one_warning(tmp_path):
     assert cb._background is not None and cb._background.invalid == [2, 5]
     scalars = read_run(str(tmp_path / "saliency")).scalars
     assert scalars["saliency/background/gap"] == [(0, 1.0)]  # the other 7 probes
+
+
+def test_the_recommended_alarm_and_explicit_ones():
+    alarm = sc.ShortcutAlarm()
+    assert alarm.monitor == "background/only_bg_accuracy" and alarm.side == "above"
+    assert alarm.limit(1 / 3) == pytest.approx(2 / 3)  # halfway from chance to 1
+    assert alarm.update(0, 0.6, None, 1 / 3) is None
+    event = alarm.update(1, 0.7, None, 1 / 3)
+    assert event is not None and "object removed" in event.message
+    # A threshold without a monitor no longer means "mass in mask" silently: it says so.
+    with pytest.raises(ValueError, match="monitor='mass_in_mask'"):
+        sc.ShortcutAlarm(0.5)
+    with pytest.raises(ValueError, match="needs a `threshold`"):
+        sc.ShortcutAlarm(monitor="background/gap")
+    legacy = sc.ShortcutAlarm(1.0, 2, True, monitor="mass_in_mask")
+    assert legacy.relative_to == "chance" and legacy.limit(0.2) == pytest.approx(0.2)
+    first = sc.ShortcutAlarm(2.0, monitor="hotspot", relative_to="first")
+    assert first.update(0, 0.4) is None  # the first value sets the scale: limit 0.8
+    assert first.update(1, 0.7) is None
+    assert first.update(2, 0.9) is not None

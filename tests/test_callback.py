@@ -56,10 +56,12 @@ def test_fit_writes_the_exact_tags_steps_and_images(tmp_path):
         "saliency/timeline",
         "saliency/confidence",
         "saliency/probe_accuracy",
+        "saliency/hotspot",
+        "saliency/hotspot_chance",
     } | probe_tags(N)
     for tag in ("saliency/overview", "saliency/probes"):
         assert [step for step, _ in run.images[tag]] == [0, 1, 2]
-        assert "vanilla" in run.descriptions[tag].lower() or "Vanilla" in run.descriptions[tag]
+        assert "SmoothGrad(Vanilla(), n_samples=10" in run.descriptions[tag]  # the default
     assert all(len(imgs) == 1 for _, imgs in run.images["saliency/overview"])
     assert all(len(imgs) == N for _, imgs in run.images["saliency/probes"])
     # 12x12 probes are upscaled 6x to 72x72 tiles: caption strip + three tiles + separators.
@@ -148,7 +150,7 @@ def test_masks_give_metrics_in_scalars_logs_and_csv(tmp_path):
     cb = SaliencyCallback(x, masks=masks, log_dir=str(tmp_path), strict=True)
     history = fit(model, [cb, keras.callbacks.CSVLogger(str(csv_path))], epochs=2)
     run = read_run(str(tmp_path / "saliency"))
-    raw = sc.compute_saliency(model, x, normalize=None)
+    raw = sc.compute_saliency(model, x, sc.methods.RECOMMENDED, normalize=None)  # the default
     expected = metrics.mass_in_mask(raw, masks)
     per_probe = [run.scalars[f"saliency/mass_in_mask/probe_{i:02d}"][-1][1] for i in range(N)]
     np.testing.assert_allclose(per_probe[:3], expected[:3], rtol=1e-4)
@@ -385,3 +387,20 @@ def test_alarm_fires_warns_and_stops_training(tmp_path):
     quiet = SaliencyCallback(x, masks=masks, log_dir=str(tmp_path), alarm_threshold=0.001)
     assert len(fit(model, quiet, epochs=3).history["loss"]) == 3
     assert quiet.alarm_events == []
+
+
+def test_hotspot_of_a_model_that_reads_a_fixed_corner(tmp_path):
+    """A model that only sees the top-left 3x3 corner: its saliency sits on the same pixels
+    in every probe, so the mask-free hotspot is 1 and far above its chance level."""
+    keras.utils.set_random_seed(0)
+    inp = keras.Input(SHAPE)
+    corner = keras.layers.Cropping2D(((0, SHAPE[0] - 3), (0, SHAPE[1] - 3)))(inp)
+    out = keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(corner))
+    model = keras.Model(inp, out)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    cb = SaliencyCallback(images(N, SHAPE), log_dir=str(tmp_path), strict=True)
+    history = fit(model, cb, epochs=1)
+    scalars = read_run(str(tmp_path / "saliency")).scalars
+    score, chance = scalars["saliency/hotspot"][0][1], scalars["saliency/hotspot_chance"][0][1]
+    assert score == pytest.approx(1.0) and chance < 0.6
+    assert history.history["saliency_hotspot"] == [pytest.approx(score)]

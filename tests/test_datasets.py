@@ -7,6 +7,7 @@ import pytest
 
 from saliency_callback.datasets import (
     BACKGROUND_TINTS,
+    CUES,
     SHAPES,
     ShortcutData,
     make_shortcut_data,
@@ -233,3 +234,400 @@ def test_split_errors_name_the_argument() -> None:
         make_shortcut_splits(10, 0)
     with pytest.raises(ValueError, match="`test_agreement` in"):
         make_shortcut_splits(10, 10, test_agreement=2.0)
+
+
+# --- Cue families ------------------------------------------------------------------------------
+
+FAMILIES = ("background_texture", "patch", "frame", "blur", "distractor")
+
+# sha256 (first 32 hex digits) of the default-cue output, recorded with the code as it was before
+# the cue families existed (commit 1843432): the default cue must stay bit-identical.
+ORIGINAL_DIGESTS = {
+    "data-300": "231886f995c0cf74dbbf58bdb3deb71b",
+    "data-120": "31377d5fc012d807e275e24b326a3a8f",
+    "data-57": "dbf52db4177eaff5469b23e2fbfda615",
+    "data-10": "b9222323a33c3cb59779651b06c91bce",
+    "splits-4": ("6e5a47b7ea324a1adc95f79939fcb3e4", "37fa6e2edf71f200738b0a0f053f4418"),
+    "splits-9": ("e627e8cbc2e897a293735d8970fa5978", "74bce1f75fcdc5d01be3835b129cbb45"),
+}
+
+
+def _digest(d: ShortcutData) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    fields = ("images", "labels", "masks", "cue_agrees", "background_classes", "background_colors")
+    for name in fields:
+        a = np.ascontiguousarray(getattr(d, name))
+        h.update(str(a.dtype).encode())
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:32]
+
+
+@pytest.mark.parametrize("explicit", [False, True])
+def test_default_cue_is_bit_identical_to_the_original(explicit: bool) -> None:
+    kw = {"cue": "background_color"} if explicit else {}
+    cases = {
+        "data-300": make_shortcut_data(300, num_classes=4, agreement=0.8, seed=7, **kw),
+        "data-120": make_shortcut_data(
+            120, image_size=32, num_classes=6, agreement=0.5, seed=3, noise=0.0, **kw
+        ),
+        "data-57": make_shortcut_data(
+            57, image_size=16, num_classes=2, agreement=0.3, seed=11, noise=0.1, **kw
+        ),
+        "data-10": make_shortcut_data(10, **kw),
+    }
+    for key, d in cases.items():
+        assert _digest(d) == ORIGINAL_DIGESTS[key], key
+        assert d.cue == "background_color"
+    splits = {
+        "splits-4": make_shortcut_splits(200, 60, seed=4, image_size=32, **kw),
+        "splits-9": make_shortcut_splits(
+            50, 30, agreement=0.7, test_agreement=0.2, seed=9, num_classes=5, image_size=24, **kw
+        ),
+    }
+    for key, (train, test) in splits.items():
+        assert (_digest(train), _digest(test)) == ORIGINAL_DIGESTS[key], key
+
+
+def test_cues_constant() -> None:
+    assert ("background_color", *FAMILIES) == CUES
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def family(request: pytest.FixtureRequest) -> tuple[str, ShortcutData]:
+    """Noise-free, so each object is one flat colour."""
+    cue = request.param
+    return cue, make_shortcut_data(
+        240, image_size=32, num_classes=6, agreement=0.5, seed=13, noise=0.0, cue=cue
+    )
+
+
+def _object_colors(d: ShortcutData) -> np.ndarray:
+    return np.array([img[m][0] for img, m in zip(d.images, d.masks, strict=True)])
+
+
+def test_family_shapes_dtypes_and_fields(family: tuple[str, ShortcutData]) -> None:
+    cue, d = family
+    assert d.cue == cue
+    assert d.images.shape == (240, 32, 32, 3)
+    assert d.images.dtype == np.float32
+    assert d.images.min() >= 0.0 and d.images.max() <= 1.0
+    assert d.masks.shape == (240, 32, 32) and d.masks.dtype == np.bool_
+    assert d.labels.dtype == np.int64 and d.background_classes.dtype == np.int64
+    assert d.class_names == SHAPES
+    np.testing.assert_array_equal(d.background_colors, BACKGROUND_TINTS)
+
+
+def test_family_masks_are_exactly_the_object_pixels(family: tuple[str, ShortcutData]) -> None:
+    # Noise-free, the object is one flat colour and nothing else in the image has exactly that
+    # colour (textures, the base, the patch/frame and the distractor all differ), so the pixels
+    # of the object's colour must be exactly the mask: a mask shifted, too large or too small,
+    # or one that also covers the distractor, fails.
+    _, d = family
+    for image, mask, color in zip(d.images, d.masks, _object_colors(d), strict=True):
+        assert mask.sum() > 0
+        np.testing.assert_array_equal(image[mask], np.broadcast_to(color, image[mask].shape))
+        np.testing.assert_array_equal(np.all(image == color, axis=-1), mask)
+        # ... and the object contrasts with the background around it.
+        assert np.linalg.norm(np.median(image[~mask], axis=0) - color) > 0.2
+
+
+def test_family_objects_inside_connected_and_their_shape(family: tuple[str, ShortcutData]) -> None:
+    from scipy import ndimage
+
+    _, d = family
+    for label, mask in zip(d.labels, d.masks, strict=True):
+        assert not (mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
+        _, n_components = ndimage.label(mask, structure=np.ones((3, 3)))
+        assert n_components == 1
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        box = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        center = box[box.shape[0] // 2, box.shape[1] // 2]
+        name = SHAPES[label]
+        if name == "square":
+            assert box.all()
+        elif name == "ring":
+            assert not center
+        elif name == "triangle":
+            assert box[0].sum() <= 2 and box[-1].all()
+        else:
+            assert center and not box.all()
+
+
+@pytest.mark.parametrize("cue", FAMILIES)
+@pytest.mark.parametrize(("n", "agreement"), [(300, 0.8), (101, 0.95), (7, 0.0), (40, 1.0)])
+def test_family_exact_agreement_count(cue: str, n: int, agreement: float) -> None:
+    d = make_shortcut_data(n, image_size=32, agreement=agreement, seed=1, cue=cue)
+    assert int(d.cue_agrees.sum()) == round(agreement * n)
+    np.testing.assert_array_equal(d.cue_agrees, d.background_classes == d.labels)
+
+
+def test_clean_twin_cue_is_independent_of_the_label() -> None:
+    # agreement = 1 / num_classes: the cue class is uniform whatever the label.
+    d = make_shortcut_data(1800, image_size=32, num_classes=3, agreement=1 / 3, cue="patch")
+    table = np.zeros((3, 3), dtype=int)
+    np.add.at(table, (d.labels, d.background_classes), 1)
+    assert table.sum() == 1800
+    assert np.abs(table - 200).max() < 45  # each (label, cue class) cell about 1800 / 9
+
+
+# Hand-written decoders of each cue, from the documented geometry only (never from
+# `background_classes`); each returns the decoded cue class of every image.
+
+
+def _nearest_tint_of(colors: np.ndarray, num_classes: int) -> np.ndarray:
+    return _nearest_tint(colors, num_classes)
+
+
+def _decode_patch(d: ShortcutData, k: int) -> np.ndarray:
+    p = max(2, d.images.shape[1] // 8)
+    return _nearest_tint_of(d.images[:, :p, :p].mean(axis=(1, 2)), k)
+
+
+def _frame_band(size: int) -> np.ndarray:
+    w = max(1, size // 16)
+    band = np.ones((size, size), dtype=bool)
+    band[w:-w, w:-w] = False
+    return band
+
+
+def _decode_frame(d: ShortcutData, k: int) -> np.ndarray:
+    return _nearest_tint_of(d.images[:, _frame_band(d.images.shape[1])].mean(axis=1), k)
+
+
+def _grey_background(d: ShortcutData) -> np.ndarray:
+    """Grey images minus their background mean, the object filled with 0."""
+    grey = d.images.mean(axis=-1)
+    bg = ~d.masks
+    mean = (grey * bg).sum(axis=(1, 2)) / bg.sum(axis=(1, 2))
+    return np.where(bg, grey - mean[:, None, None], 0.0)
+
+
+def _decode_texture(d: ShortcutData, k: int) -> np.ndarray:
+    # Matched filter: energy of the background at the stripe frequency of each orientation.
+    size = d.images.shape[1]
+    period = max(4.0, size / 8)
+    y, x = np.mgrid[0:size, 0:size] + 0.5
+    theta = np.pi * np.arange(k) / k
+    phase = x[None] * np.cos(theta)[:, None, None] + y[None] * np.sin(theta)[:, None, None]
+    kernels = np.exp(-2j * np.pi * phase / period)
+    return np.abs(np.einsum("nyx,kyx->nk", _grey_background(d), kernels)).argmax(axis=1)
+
+
+BLUR_SIGMAS = (0.0, 0.5, 0.8, 1.2, 1.7, 2.4)  # as documented
+
+
+def _decode_blur(d: ShortcutData, k: int, noise: float) -> np.ndarray:
+    # Structure function D(lag) = mean squared difference of background pixels `lag` apart,
+    # against its value for Gaussian-blurred noise of std 0.1: 2 * 0.01 * (1 - rho(lag)) with
+    # rho = exp(-lag^2 / (4 sigma^2)), plus the pixel noise (averaged over the 3 channels).
+    grey, bg = d.images.mean(axis=-1), ~d.masks
+    lags = (1, 2, 3, 4)
+    measured = []
+    for lag in lags:
+        sq_h, ok_h = (grey[:, :, lag:] - grey[:, :, :-lag]) ** 2, bg[:, :, lag:] & bg[:, :, :-lag]
+        sq_v, ok_v = (grey[:, lag:] - grey[:, :-lag]) ** 2, bg[:, lag:] & bg[:, :-lag]
+        total = (sq_h * ok_h).sum(axis=(1, 2)) + (sq_v * ok_v).sum(axis=(1, 2))
+        measured.append(total / (ok_h.sum(axis=(1, 2)) + ok_v.sum(axis=(1, 2))))
+    log_measured = np.log(np.stack(measured, axis=1))
+    expected = []
+    for sigma in BLUR_SIGMAS[:k]:
+        rho = np.array([np.exp(-(lag**2) / (4 * sigma**2)) if sigma else 0.0 for lag in lags])
+        expected.append(np.log(2 * 0.01 * (1 - rho) + 2 * noise**2 / 3))
+    return ((log_measured[:, None] - np.array(expected)[None]) ** 2).sum(axis=-1).argmin(axis=1)
+
+
+def _distractor_pixels(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The largest blob off the object that differs clearly from the (median) background."""
+    from scipy import ndimage
+
+    off = (np.linalg.norm(image - np.median(image[~mask], axis=0), axis=-1) > 0.2) & ~mask
+    blobs, count = ndimage.label(off)
+    if count == 0:
+        return off
+    sizes = ndimage.sum(off, blobs, range(1, count + 1))
+    return blobs == 1 + int(np.argmax(sizes))
+
+
+def _decode_distractor(d: ShortcutData, k: int) -> np.ndarray:
+    # Template matching: best IoU of each class's shape over the documented distractor sizes
+    # (radius 0.10 to 0.12 of the image side) and a small grid of centres around the blob's
+    # bounding box.
+    from saliency_callback.datasets import _PREDICATES
+
+    size = d.images.shape[1]
+    coords = np.arange(size) + 0.5
+    offsets = np.linspace(-0.5, 0.5, 9)
+    radii = size * np.linspace(0.10, 0.12, 9)[None, None, :, None, None]
+    decoded = []
+    for image, mask in zip(d.images, d.masks, strict=True):
+        blob = _distractor_pixels(image, mask)
+        rows, cols = np.flatnonzero(blob.any(1)), np.flatnonzero(blob.any(0))
+        if rows.size == 0:
+            decoded.append(-1)
+            continue
+        cy = (rows[0] + rows[-1] + 1) / 2 + offsets[:, None, None, None, None]
+        cx = (cols[0] + cols[-1] + 1) / 2 + offsets[None, :, None, None, None]
+        best = []
+        for cls in range(k):
+            t = _PREDICATES[cls](coords[:, None] - cy, coords[None, :] - cx, radii)
+            best.append(((t & blob).sum(axis=(-1, -2)) / (t | blob).sum(axis=(-1, -2))).max())
+        decoded.append(int(np.argmax(best)))
+    return np.array(decoded)
+
+
+def _decode(cue: str, d: ShortcutData, k: int, noise: float) -> np.ndarray:
+    if cue == "patch":
+        return _decode_patch(d, k)
+    if cue == "frame":
+        return _decode_frame(d, k)
+    if cue == "background_texture":
+        return _decode_texture(d, k)
+    if cue == "blur":
+        return _decode_blur(d, k, noise)
+    return _decode_distractor(d, k)
+
+
+@pytest.mark.parametrize("cue", FAMILIES)
+def test_cue_is_decodable_and_encodes_the_label_when_agreeing(cue: str) -> None:
+    d = make_shortcut_data(300, image_size=32, num_classes=3, agreement=0.5, seed=21, cue=cue)
+    decoded = _decode(cue, d, 3, noise=0.05)
+    assert (decoded == d.background_classes).mean() >= 0.95
+    agree = d.cue_agrees
+    assert 100 < agree.sum() < 200
+    np.testing.assert_array_equal(decoded[agree], d.labels[agree])
+    # ... and it is a cue, not a copy of the label: the disagreeing ones decode to another class.
+    assert (decoded[~agree] != d.labels[~agree]).mean() >= 0.95
+
+
+@pytest.mark.parametrize("cue", FAMILIES)
+def test_cue_is_decodable_with_six_classes(cue: str) -> None:
+    d = make_shortcut_data(240, image_size=48, num_classes=6, agreement=0.2, seed=22, cue=cue)
+    decoded = _decode(cue, d, 6, noise=0.05)
+    assert (decoded == d.background_classes).mean() >= 0.95
+
+
+def test_decoders_fail_on_the_wrong_cue() -> None:
+    # The decoders read their cue, not something every family shares: each one is at chance
+    # level (1/3) on images of another family.
+    d = make_shortcut_data(300, image_size=32, num_classes=3, agreement=0.5, seed=23, cue="blur")
+    for cue in ("patch", "frame", "background_texture"):
+        assert (_decode(cue, d, 3, noise=0.05) == d.background_classes).mean() < 0.5, cue
+    d = make_shortcut_data(300, image_size=32, num_classes=3, agreement=0.5, seed=23, cue="frame")
+    for cue in ("blur", "distractor"):
+        assert (_decode(cue, d, 3, noise=0.05) == d.background_classes).mean() < 0.5, cue
+
+
+@pytest.mark.parametrize("cue", ["background_texture", "blur"])
+def test_mean_background_color_carries_no_cue(cue: str) -> None:
+    d = make_shortcut_data(1200, image_size=32, num_classes=3, agreement=0.5, seed=5, cue=cue)
+    means = np.array([_mean_background(d)[d.background_classes == c].mean(0) for c in range(3)])
+    # Per-image base colours vary by ~0.09; averaged over ~400 images per class, 0.02 is ~4 SE.
+    assert np.abs(means - means.mean(axis=0)).max() < 0.02
+    # Whereas with the tint the cue class is plain in the mean colour.
+    tinted = make_shortcut_data(1200, image_size=32, num_classes=3, seed=5)
+    tmeans = np.array(
+        [_mean_background(tinted)[tinted.background_classes == c].mean(0) for c in range(3)]
+    )
+    assert np.abs(tmeans - tmeans.mean(axis=0)).max() > 0.2
+
+
+def test_patch_is_intact_and_clear_of_the_object() -> None:
+    for size in (16, 20, 32, 48):
+        d = make_shortcut_data(
+            400, image_size=size, num_classes=6, seed=size, noise=0.0, cue="patch"
+        )
+        p = max(2, size // 8)
+        corner = d.images[:, :p, :p].reshape(400, -1, 3)
+        np.testing.assert_array_equal(corner, np.broadcast_to(corner[:, :1], corner.shape))
+        # The pixels next to the patch are background, not patch.
+        assert np.all(np.linalg.norm(d.images[:, p, :p] - corner[:, :1], axis=-1) > 0.1)
+        gap = 1 if size >= 20 else 0
+        assert not d.masks[:, : p + gap, : p + gap].any(), size
+
+
+def test_frame_is_intact_and_clear_of_the_object() -> None:
+    for size in (16, 32, 48):
+        d = make_shortcut_data(
+            300, image_size=size, num_classes=6, seed=size, noise=0.0, cue="frame"
+        )
+        w = max(1, size // 16)
+        band = _frame_band(size)
+        pixels = d.images[:, band]
+        np.testing.assert_array_equal(pixels, np.broadcast_to(pixels[:, :1], pixels.shape))
+        # The object stays in the interior, one pixel of background away from the frame.
+        inner = np.zeros((size, size), dtype=bool)
+        inner[w + 1 : -w - 1, w + 1 : -w - 1] = True
+        assert not d.masks[:, ~inner].any()
+
+
+def test_distractor_is_apart_from_the_object_and_outside_the_mask() -> None:
+    from scipy import ndimage
+
+    d = make_shortcut_data(300, image_size=32, num_classes=6, seed=3, noise=0.0, cue="distractor")
+    for image, mask in zip(d.images, d.masks, strict=True):
+        blob = _distractor_pixels(image, mask)
+        assert 5 <= blob.sum() < mask.sum()  # present, and smaller than the object
+        assert not (blob & ndimage.binary_dilation(mask, iterations=2)).any()
+        # Flat colour, unlike the object's (the mask test checks the object's colour is
+        # nowhere else).
+        colors = image[blob]
+        np.testing.assert_array_equal(colors, np.broadcast_to(colors[0], colors.shape))
+    area = d.masks.mean(axis=(1, 2))
+    assert area.min() >= 0.06 and area.max() <= 0.16
+
+
+@pytest.mark.parametrize("cue", FAMILIES)
+def test_family_determinism_seed_and_noise(cue: str) -> None:
+    a = make_shortcut_data(30, image_size=32, seed=5, cue=cue)
+    b = make_shortcut_data(30, image_size=32, seed=5, cue=cue)
+    c = make_shortcut_data(30, image_size=32, seed=6, cue=cue)
+    for field in ("images", "labels", "masks", "cue_agrees", "background_classes"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    assert not np.array_equal(a.images, c.images)
+    clean = make_shortcut_data(30, image_size=32, seed=5, cue=cue, noise=0.0)
+    np.testing.assert_array_equal(clean.masks, a.masks)
+    assert 0.03 < (a.images - clean.images).std() < 0.07
+    # A family changes the images, not the labels or cue draws.
+    tint = make_shortcut_data(30, image_size=32, seed=5)
+    np.testing.assert_array_equal(tint.background_classes, a.background_classes)
+    assert not np.array_equal(tint.images, a.images)
+
+
+@pytest.mark.parametrize("cue", FAMILIES)
+def test_family_does_not_touch_global_random_state(cue: str) -> None:
+    np.random.seed(0)
+    expected = np.random.random()
+    np.random.seed(0)
+    make_shortcut_data(10, image_size=32, cue=cue)
+    assert np.random.random() == expected
+
+
+@pytest.mark.parametrize("cue", CUES)
+def test_family_splits(cue: str) -> None:
+    train, test = make_shortcut_splits(100, 40, seed=4, image_size=32, cue=cue)
+    assert train.cue == test.cue == cue
+    assert int(train.cue_agrees.sum()) == 95
+    assert int(test.cue_agrees.sum()) == 20
+    assert not np.array_equal(train.images[:40], test.images)
+    again, _ = make_shortcut_splits(100, 40, seed=4, image_size=32, cue=cue)
+    np.testing.assert_array_equal(train.images, again.images)
+
+
+@pytest.mark.parametrize("bad", ["tint", "Background_Color", "", None, 3])
+def test_bad_cue_names_the_argument_and_lists_the_cues(bad: object) -> None:
+    listing = r".*".join(CUES)
+    with pytest.raises(ValueError, match=rf"`cue` to be one of .*{listing}.*received {bad!r}"):
+        make_shortcut_data(10, cue=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="`cue`"):
+        make_shortcut_splits(10, 10, cue=bad)  # type: ignore[arg-type]
+
+
+def test_distractor_needs_room() -> None:
+    with pytest.raises(ValueError, match=r"`image_size` >= 32 with cue='distractor', received 31"):
+        make_shortcut_data(10, image_size=31, cue="distractor")
+    with pytest.raises(ValueError, match=r"`image_size` >= 32"):
+        make_shortcut_splits(10, 10, image_size=24, cue="distractor")
+    assert make_shortcut_data(10, image_size=32, cue="distractor").images.shape[1] == 32

@@ -319,3 +319,36 @@ def test_empty_batch_and_dtypes() -> None:
     result = mass_in_mask(np.ones((2, 3, 3), dtype=np.float32), np.ones((2, 3, 3)))
     assert result.dtype == np.float64
     assert result.shape == (2,)
+
+
+def _blobs(positions, size=32, side=4):
+    maps = np.zeros((len(positions), size, size))
+    for m, (y, x) in zip(maps, positions, strict=True):
+        m[y : y + side, x : x + side] = 1.0
+    return maps
+
+
+def test_hotspot_separates_a_fixed_position_from_random_positions():
+    from saliency_callback.metrics import hotspot
+
+    rng = np.random.default_rng(0)
+    random_places = _blobs(rng.integers(0, 28, (16, 2)))
+    fixed = _blobs([(0, 0)] * 16)
+    score, chance = hotspot(fixed)
+    assert score == pytest.approx(1.0) and chance < 0.5
+    score, chance = hotspot(random_places)
+    assert abs(score - chance) < 0.1  # no common position: the score is its chance level
+    # A fixed cue next to a randomly placed object lifts the score above chance.
+    both = random_places + 3 * _blobs([(0, 0)] * 16, side=3)
+    score, chance = hotspot(both)
+    assert score > chance + 0.3
+    # Maps spread over everything (a colour shortcut) have no position to find.
+    score, chance = hotspot(rng.random((16, 32, 32)))
+    assert abs(score - chance) < 0.05
+    # Scale and negative values do not matter (the positive part is normalised per map).
+    np.testing.assert_allclose(hotspot(fixed * 7 - 0.0), hotspot(fixed))
+    assert np.isnan(hotspot(np.zeros((3, 8, 8)))[0])  # no mass: no answer
+    with pytest.raises(ValueError, match="top"):
+        hotspot(fixed, top=0)
+    with pytest.raises(ValueError, match="rank 3"):
+        hotspot(np.zeros((8, 8)))

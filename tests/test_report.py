@@ -217,7 +217,7 @@ def test_read_saliency_runs_keeps_all_steps_and_scalars(logs):
     assert [s for s, _ in first.scalars["saliency/mass_in_mask"]] == [0, 1, 2]
     assert [(s, m) for s, m in first.alarms] == [(e.step, e.message) for e in watched.alarm_events]
     assert first.has_alarm and not second.has_alarm
-    assert "Vanilla" in first.description
+    assert "SmoothGrad(Vanilla()" in first.description
 
 
 def test_options_max_steps_run_and_cell_width(logs, capsys, tmp_path):
