@@ -56,6 +56,18 @@ How to run
     python benchmarks/bench_callback.py --fit                # only the realistic fit overhead
     python benchmarks/bench_callback.py --background         # only the background tests' cost
     python benchmarks/bench_callback.py --probes random      # uniform noise probes (worst PNG)
+    python benchmarks/bench_callback.py --blocking           # on_epoch_end blocking per mode
+    python benchmarks/bench_callback.py --fit-modes          # fit: worker vs inline vs off
+    python benchmarks/bench_callback.py --growth             # 16/64/256 probes of 128x128
+
+    `--blocking` (issue #12): the time `on_epoch_end` blocks the training thread, with the
+    background worker (default), inline, and inline without the timeline (the pre-#12 path),
+    against the bare compiled gradient of the same probes in the same process, interleaved
+    (target with the worker: <= 1.25x on the CNN and on MobileNetV2). `--fit-modes`: the epoch
+    time of a real `fit` with the worker, inline and without the callback (on 2 cores the
+    worker competes with training). `--growth`: per probe count (each in its own process),
+    the blocking time, the whole step inline, the timeline's share, the event-file bytes per
+    logged step and the peak RSS.
 
     Probes default to `make_shortcut_data` images (flat tinted backgrounds, a shape and 5%
     pixel noise) with their labels, which compress like ordinary photos; `--probes random` uses
@@ -104,6 +116,7 @@ from _common import (
     small_cnn,
     timed,
 )
+from _long_runs import bench_blocking, bench_fit_modes, bench_growth, growth_main
 from PIL import Image
 from tensorboard.plugins.image import metadata as tb_image_metadata
 
@@ -169,16 +182,22 @@ def patched(obj: Any, name: str, wrapper: Callable[..., Any]) -> Iterator[None]:
         del vars(obj)[name]
 
 
+IMAGE_TAGS = ("saliency/overview", "saliency/probes", "saliency/timeline")
+
+
 @contextlib.contextmanager
 def capture_images(cb: SaliencyCallback, store: dict[str, np.ndarray]) -> Iterator[None]:
-    """Records the arrays the callback passes to its writer's `images` (tag -> array)."""
-    original = cb.writer.images
+    """Records the arrays the callback PNG-encodes (its writer's `encode`), named by tag in the
+    order the callback encodes them (overview, probes, timeline)."""
+    original = cb.writer.encode
+    calls = [0]
 
-    def images(tag: str, data: np.ndarray, *args: Any, **kwargs: Any) -> None:
-        store[tag] = np.array(data, copy=True)
-        original(tag, data, *args, **kwargs)
+    def encode(data: np.ndarray) -> list[bytes]:
+        store[IMAGE_TAGS[calls[0] % len(IMAGE_TAGS)]] = np.array(data, copy=True)
+        calls[0] += 1
+        return original(data)
 
-    with patched(cb.writer, "images", images):
+    with patched(cb.writer, "encode", encode):
         yield
 
 
@@ -197,10 +216,8 @@ def instrumented(cb: SaliencyCallback, times: dict[str, float]) -> Iterator[None
 
         return wrapper
 
-    def image_piece(args: tuple[Any, ...]) -> str:
-        return (
-            "image summary: overview" if args[0].endswith("overview") else "image summary: panels"
-        )
+    def write_piece(args: tuple[Any, ...]) -> str:
+        return f"image summary writes: {args[0].split('/')[-1]}"
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(
@@ -216,7 +233,12 @@ def instrumented(cb: SaliencyCallback, times: dict[str, float]) -> Iterator[None
         stack.enter_context(
             patched(cb.renderer, "grid", timer(lambda a: "render: grid", cb.renderer.grid))
         )
-        stack.enter_context(patched(cb.writer, "images", timer(image_piece, cb.writer.images)))
+        stack.enter_context(
+            patched(cb.writer, "encode", timer(lambda a: "PNG encoding", cb.writer.encode))
+        )
+        stack.enter_context(
+            patched(cb.writer, "write_pngs", timer(write_piece, cb.writer.write_pngs))
+        )
         stack.enter_context(
             patched(cb.writer, "scalars", timer(lambda a: "scalar summaries", cb.writer.scalars))
         )
@@ -277,12 +299,13 @@ def bench_case(
     images, labels = probes
     tmp = tempfile.mkdtemp(prefix="bench_callback_")
     try:
-        cb = SaliencyCallback(
+        cb = SaliencyCallback(  # inline: the whole epoch-end work (see --blocking for the worker)
             images,
             labels=labels,
             log_dir=tmp,
             method=make_method(method, workload),
             strict=True,
+            background_writer=False,
         )
         ref = Reference(model, workload.gradcam_layer, os.path.join(tmp, "reference"))
         x = tf.constant(images)
@@ -696,7 +719,9 @@ def print_tables(rows: list[Row]) -> None:
         for name, ms in order:
             print(f"  {name:<46} {ms:8.1f} ms  {ms / r.breakdown_total_ms:6.1%}")
         b, rp = r.breakdown, r.reference_parts
-        images = sum(ms for k, ms in b.items() if k.startswith(("image summary", "flush")))
+        images = sum(
+            ms for k, ms in b.items() if k.startswith(("image summary", "PNG encoding", "flush"))
+        )
         excess = {
             "engine - bare gradient": b["engine"] - rp["bare gradient"],
             "image summaries + flush - reference's": images - rp["image summaries + flush"],
@@ -787,13 +812,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--background", action="store_true", help="only the background tests' forward pass"
     )
+    parser.add_argument(
+        "--blocking", action="store_true", help="only on_epoch_end's blocking time per mode"
+    )
+    parser.add_argument("--fit-modes", action="store_true", help="only fit: worker vs inline")
+    parser.add_argument("--fit-images", type=int, default=FIT_IMAGES)
+    parser.add_argument("--growth", action="store_true", help="only the probe-growth table")
+    parser.add_argument("--growth-one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, default=None)
     args = parser.parse_args(argv)
+    if args.growth_one:
+        growth_main(args.growth_one, args.repeats or 3)
+        return 0
     print(
         f"{environment()}; {NUM_PROBES} probes ({args.probes}), "
         "callback defaults (target='predicted', sigma=1, min_tile=64, max_tile=160)"
     )
     if args.fit:
         bench_fit(args.fit_epochs)
+        return 0
+    if args.fit_modes:
+        bench_fit_modes(args.fit_images, 2, args.repeats or 2)
+        return 0
+    if args.growth:
+        bench_growth([16, 64, 256], args.repeats or 3)
+        return 0
+    if args.blocking:
+        names = list(WORKLOADS) if args.workload == "all" else [args.workload]
+        for name in names:
+            bench_blocking(WORKLOADS[name], args.repeats or 9, args.probes)
         return 0
     names = list(WORKLOADS) if args.workload == "all" else [args.workload]
     print(

@@ -45,12 +45,14 @@ _EXPORTS = {
 # `from saliency_callback import *` does not import all of them (and TensorFlow).
 _SUBMODULES = (
     "alarm",
+    "background",
     "backend_tf",
     "callback",
     "cli",
     "datasets",
     "engine",
     "explain_files",
+    "graph",
     "inputs",
     "loading",
     "methods",
@@ -60,17 +62,22 @@ _SUBMODULES = (
     "probes",
     "render",
     "report",
+    "resume",
+    "timeline",
+    "worker",
     "writer",
 )
 
 if TYPE_CHECKING:
     from saliency_callback import alarm as alarm
     from saliency_callback import backend_tf as backend_tf
+    from saliency_callback import background as background
     from saliency_callback import callback as callback
     from saliency_callback import cli as cli
     from saliency_callback import datasets as datasets
     from saliency_callback import engine as engine
     from saliency_callback import explain_files as explain_files
+    from saliency_callback import graph as graph
     from saliency_callback import inputs as inputs
     from saliency_callback import loading as loading
     from saliency_callback import methods as methods
@@ -80,6 +87,9 @@ if TYPE_CHECKING:
     from saliency_callback import probes as probes
     from saliency_callback import render as render
     from saliency_callback import report as report
+    from saliency_callback import resume as resume
+    from saliency_callback import timeline as timeline
+    from saliency_callback import worker as worker
     from saliency_callback import writer as writer
     from saliency_callback.alarm import AlarmEvent, ShortcutAlarm
     from saliency_callback.callback import SaliencyCallback

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
-from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.backend.event_processing import event_accumulator, plugin_event_accumulator
 
 
 @dataclass
@@ -38,11 +38,14 @@ def runs(log_dir: str) -> set[str]:
     }
 
 
-def read_run(run_dir: str) -> Run:
-    acc = event_accumulator.EventAccumulator(
-        run_dir,
-        size_guidance={event_accumulator.TENSORS: 0, event_accumulator.IMAGES: 0},
-    )
+def read_run(run_dir: str, served: bool = False) -> Run:
+    """Reads a run; `served=True` uses the accumulator of the TensorBoard server (which, unlike
+    the legacy one, discards tensor summaries orphaned by a restart, see `SessionLog.START`)."""
+    guidance = {event_accumulator.TENSORS: 0, event_accumulator.IMAGES: 0}
+    if served:
+        acc = plugin_event_accumulator.EventAccumulator(run_dir, size_guidance=guidance)
+    else:
+        acc = event_accumulator.EventAccumulator(run_dir, size_guidance=guidance)
     acc.Reload()
     run = Run()
     for tag in acc.Tags()["tensors"]:

@@ -53,6 +53,7 @@ def test_fit_writes_the_exact_tags_steps_and_images(tmp_path):
     assert run.tags == {
         "saliency/overview",
         "saliency/probes",
+        "saliency/timeline",
         "saliency/confidence",
         "saliency/probe_accuracy",
         "saliency/hotspot",
@@ -85,7 +86,7 @@ def test_overview_can_be_turned_off(tmp_path):
     cb = SaliencyCallback(images(N, SHAPE), log_dir=str(tmp_path), overview=False, strict=True)
     fit(compiled_cnn(), cb, epochs=1)
     run = read_run(str(tmp_path / "saliency"))
-    assert set(run.images) == {"saliency/probes"}
+    assert set(run.images) == {"saliency/probes", "saliency/timeline"}
     assert len(run.images["saliency/probes"][0][1]) == N
 
 
@@ -115,7 +116,9 @@ def test_freq_and_last_epoch_and_log_before_training(tmp_path):
     fit(model, cb, epochs=4)
     fit(model, cb, epochs=7, initial_epoch=4)
     run = read_run(str(tmp_path / "b" / "saliency"))
-    assert sorted(s for s, _ in run.images["saliency/probes"]) == [-1, 0, 2, 3, 3, 4, 6]
+    # The second fit continues the first: the state after epoch 3 (its "before training") is
+    # already logged at step 3, so it is not logged twice.
+    assert sorted(s for s, _ in run.images["saliency/probes"]) == [-1, 0, 2, 3, 4, 6]
     assert len(event_files(str(tmp_path / "b" / "saliency"))) == 2  # one per fit
 
 

@@ -41,6 +41,7 @@ from saliency_callback.callback import SaliencyCallback
 pytestmark = pytest.mark.timeout(120)
 
 EPOCHS, NUM_PROBES, SHAPE = 3, 4, (12, 12, 3)
+TIMELINE = "saliency/timeline"
 STEPS = list(range(EPOCHS))  # step e is the end of epoch e
 SERVER_START_S = 45.0  # TensorBoard imports TensorFlow: a few seconds on a slow runner
 UI_TIMEOUT_MS = 20_000
@@ -172,10 +173,10 @@ def test_data_api_serves_every_logged_step_of_both_image_tags(server):
     assert get_json(f"{server}data/runs") == [RUN]
     tags = get_json(f"{server}data/plugin/images/tags")
     assert set(tags) == {RUN}
-    assert set(tags[RUN]) == {OVERVIEW, PROBES}
-    assert tags[RUN][OVERVIEW]["samples"] == 1
+    assert set(tags[RUN]) == {OVERVIEW, PROBES, TIMELINE}
+    assert tags[RUN][OVERVIEW]["samples"] == tags[RUN][TIMELINE]["samples"] == 1
     assert tags[RUN][PROBES]["samples"] == NUM_PROBES
-    for tag, samples in ((OVERVIEW, 1), (PROBES, NUM_PROBES)):
+    for tag, samples in ((OVERVIEW, 1), (PROBES, NUM_PROBES), (TIMELINE, 1)):
         for sample in range(samples):
             entries = get_json(images_url(server, tag, sample))
             assert [e["step"] for e in entries] == STEPS, (tag, sample)

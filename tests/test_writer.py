@@ -58,3 +58,15 @@ def test_check_log_dir(tmp_path):
         check_log_dir(str(tmp_path / "f" / "below"))
     with pytest.raises(TypeError, match="`log_dir`"):
         check_log_dir(3)  # type: ignore[arg-type]
+
+
+def test_scalars_trace_nothing_whatever_the_tags_or_the_writer(tmp_path, monkeypatch):
+    def no_tf_function(*args, **kwargs):
+        raise AssertionError("scalars must not build a tf.function (it would retrace)")
+
+    monkeypatch.setattr(tf, "function", no_tf_function)
+    for run, n in (("a", 3), ("b", 70)):  # a new writer and a new probe count
+        writer = RunWriter(str(tmp_path), run)
+        writer.scalars({f"s/probe_{i:02d}": i / 4 for i in range(n)}, 5)
+        writer.close()
+    assert read_run(str(tmp_path / "b")).scalars["s/probe_69"] == [(5, 69 / 4)]
