@@ -452,7 +452,8 @@ def hotspot(
     """How much the probes' saliency piles up at the same pixels, whatever the image: a
     mask-free signal of a fixed-position shortcut (a watermark, a corner tag, a border).
 
-    Each map's non-negative part is scaled to sum 1. With `P` the number of pixels and
+    Each map's non-negative part is scaled to sum 1 and pooled to at most 32 pixels per side
+    (`HOTSPOT_SIDE`). With `P` the number of (pooled) pixels and
     `k = ceil(top * P)`, the score is the share of the *mean* map's mass in its `k` highest
     pixels, divided by the mean share of each map's mass in its own `k` highest pixels:
 
@@ -491,9 +492,9 @@ def hotspot(
         raise ValueError("expected `maps` to contain only finite values")
     if not 0 < top < 1:
         raise ValueError(f"expected `top` in (0, 1), received top={top}")
-    positive = np.clip(arr.astype(np.float64), 0.0, None)
-    total = positive.sum(axis=(1, 2))
-    positive = positive[total > 0] / total[total > 0, None, None]
+    pooled = _pool(np.clip(arr.astype(np.float32), 0.0, None), HOTSPOT_SIDE).astype(np.float64)
+    total = pooled.sum(axis=(1, 2))
+    positive = pooled[total > 0] / total[total > 0, None, None]
     n, height, width = positive.shape
     if n < 2:
         return math.nan, math.nan
@@ -501,9 +502,28 @@ def hotspot(
     own = float(_top_share(positive, count).mean())
     score = float(_top_share(positive.mean(axis=0)[None], count)[0]) / own
     rng = np.random.default_rng(seed)
+    index = np.arange(n)[:, None, None]
     chance = []
-    for _ in range(draws):
-        shifts = rng.integers(0, (height, width), size=(n, 2))
-        moved = [np.roll(m, tuple(s), axis=(0, 1)) for m, s in zip(positive, shifts, strict=True)]
-        chance.append(float(_top_share(np.mean(moved, axis=0)[None], count)[0]) / own)
+    for _ in range(draws):  # each map moved by its own circular shift, in one gather
+        dy, dx = rng.integers(0, height, n), rng.integers(0, width, n)
+        rows = (np.arange(height)[None, :] - dy[:, None]) % height
+        cols = (np.arange(width)[None, :] - dx[:, None]) % width
+        moved = positive[index, rows[:, :, None], cols[:, None, :]]
+        chance.append(float(_top_share(moved.mean(axis=0)[None], count)[0]) / own)
     return score, float(np.mean(chance))
+
+
+HOTSPOT_SIDE = 32
+"""`hotspot` pools maps to at most this many pixels per side (sums over square blocks): the
+position of a hotspot survives, and the cost stays flat for large probes."""
+
+
+def _pool(maps: NDArray[np.float32], side: int) -> NDArray[np.float32]:
+    """Sums square blocks so that no side exceeds `side` (zero-padding ragged edges)."""
+    n, height, width = maps.shape
+    f = max(1, math.ceil(max(height, width) / side))
+    if f == 1:
+        return maps
+    padded = np.pad(maps, ((0, 0), (0, -height % f), (0, -width % f)))
+    h, w = int(padded.shape[1]) // f, int(padded.shape[2]) // f
+    return padded.reshape(n, h, f, w, f).sum(axis=(2, 4))
