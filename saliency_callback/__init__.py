@@ -45,12 +45,13 @@ _EXPORTS = {
 # `from saliency_callback import *` does not import all of them (and TensorFlow).
 _SUBMODULES = (
     "alarm",
-    "backend_tf",
+    "backends",
     "callback",
     "cli",
     "datasets",
     "engine",
     "explain_files",
+    "graph",
     "inputs",
     "loading",
     "methods",
@@ -65,12 +66,13 @@ _SUBMODULES = (
 
 if TYPE_CHECKING:
     from saliency_callback import alarm as alarm
-    from saliency_callback import backend_tf as backend_tf
+    from saliency_callback import backends as backends
     from saliency_callback import callback as callback
     from saliency_callback import cli as cli
     from saliency_callback import datasets as datasets
     from saliency_callback import engine as engine
     from saliency_callback import explain_files as explain_files
+    from saliency_callback import graph as graph
     from saliency_callback import inputs as inputs
     from saliency_callback import loading as loading
     from saliency_callback import methods as methods
