@@ -362,6 +362,7 @@ class SaliencyCallback(keras.callbacks.Callback):
                 stacklevel=3,
             )
         x, targets = self._prepared
+        _ = self.model  # on JAX, `Callback.model` attaches the trainer's state to the variables
         result = self._explainer.explain_prepared(x, targets)
         if not (np.isfinite(result.logits).all() and np.isfinite(result.attributions).all()):
             warnings.warn(

@@ -1,9 +1,28 @@
 #!/usr/bin/env bash
-# The project's test command: lint, format check, type check, then the test suite.
+# The project's test command: lint, format check, type check, then the test suite on
+# TensorFlow, and the backend-relevant modules (gradients, engine, callback, non-interference)
+# again on every other backend in SALIENCY_BACKENDS (default "tensorflow jax"; add torch with
+# SALIENCY_BACKENDS="tensorflow jax torch" once a CPU build of torch is installed).
+# Arguments go to pytest on every backend (tf_only tests are deselected off TensorFlow).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export TF_CPP_MIN_LOG_LEVEL=3 KERAS_BACKEND=tensorflow
+export TF_CPP_MIN_LOG_LEVEL=3
+BACKENDS="${SALIENCY_BACKENDS:-tensorflow jax}"
+BACKEND_TESTS=(
+    tests/test_backends.py tests/test_engine.py tests/test_methods.py tests/test_gradcam_layers.py
+    tests/test_callback.py tests/test_faults.py tests/test_noninterference.py
+)
 ruff check .
 ruff format --check .
 mypy
-python -m pytest -q -p no:cacheprovider "$@"
+for backend in $BACKENDS; do
+    echo "== KERAS_BACKEND=$backend"
+    if [ "$backend" = tensorflow ]; then
+        KERAS_BACKEND=tensorflow python -m pytest -q -p no:cacheprovider "$@"
+    elif [ $# -gt 0 ]; then
+        KERAS_BACKEND=$backend python -m pytest -q -p no:cacheprovider -m "not tf_only" "$@"
+    else
+        KERAS_BACKEND=$backend python -m pytest -q -p no:cacheprovider -m "not tf_only" \
+            "${BACKEND_TESTS[@]}"
+    fi
+done

@@ -103,6 +103,13 @@ def to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
+def _gather(x_all: Any, t_all: Any, index: np.ndarray) -> tuple[Any, Any]:
+    """The chunk's images and targets, gathered on the device outside the jitted function, so
+    that its shapes depend on the chunk size only (not on the number of probes)."""
+    i = jnp.asarray(index)
+    return jnp.take(x_all, i, axis=0), jnp.take(t_all, i, axis=0)
+
+
 def compile_step(
     point: Callable[..., tuple[Any, Any, Any]],
     ops: GradientOps,
@@ -115,9 +122,7 @@ def compile_step(
     Chunks shorter than `chunk` are padded (their extra entries masked out of the sums).
     """
 
-    def body(x_all: Any, index: Any, point_index: Any, t_all: Any, valid: Any) -> Any:
-        x = jnp.take(x_all, index, axis=0)
-        targets = jnp.take(t_all, index, axis=0)
+    def body(x: Any, index: Any, point_index: Any, targets: Any, valid: Any) -> Any:
         contrib, logits, resolved = point(ops, x, targets, point_index)
         contrib = contrib.astype(jnp.float32)
         if points > 1:
@@ -129,7 +134,8 @@ def compile_step(
 
     def step(x_all: Any, index: Any, point_index: Any, t_all: Any) -> tuple[Any, Any, Any]:
         idx, pidx, valid, n = pad_chunk(index, point_index, chunk or len(index))
-        contrib, logits, resolved = compiled(x_all, idx, pidx, t_all, valid)
+        x, targets = _gather(x_all, t_all, idx)
+        contrib, logits, resolved = compiled(x, idx, pidx, targets, valid)
         rows = n if points == 1 else int(idx[n - 1]) - int(idx[0]) + 1
         return np.asarray(contrib)[:rows], np.asarray(logits)[:n], np.asarray(resolved)[:n]
 
@@ -142,15 +148,15 @@ def compile_forward(
 ) -> Any:
     """A forward pass of the images `index` of `x_all`: pre-activation outputs and targets."""
 
-    def body(x_all: Any, index: Any, t_all: Any) -> Any:
-        logits, _ = ops.logits(jnp.take(x_all, index, axis=0))
-        return logits, ops.resolve_targets(logits, jnp.take(t_all, index, axis=0))
+    def body(x: Any, targets: Any) -> Any:
+        logits, _ = ops.logits(x)
+        return logits, ops.resolve_targets(logits, targets)
 
     compiled = Compiled(body, ops.graph.variables)
 
     def forward(x_all: Any, index: Any, t_all: Any) -> tuple[Any, Any]:
         idx, _, _, n = pad_chunk(index, index, chunk or len(index))
-        logits, resolved = compiled(x_all, idx, t_all)
+        logits, resolved = compiled(*_gather(x_all, t_all, idx))
         return np.asarray(logits)[:n], np.asarray(resolved)[:n]
 
     forward.compiled = compiled  # type: ignore[attr-defined]
