@@ -117,7 +117,7 @@ class Explainer:
         target: What to explain: `"predicted"` (each image's predicted class), `"label"` (the
             `labels` given to each call), an int (one class for all), a sequence of ints (one
             per image), or a callable mapping the pre-activation outputs `(B, K)` to one score per
-            image `(B,)` (written with `keras.ops`/TF ops). Defaults to `"predicted"`.
+            image `(B,)` (written with `keras.ops`). Defaults to `"predicted"`.
         output: For models with several outputs, the output's name or index. Defaults to
             `None`.
         batch_size: Gradient evaluations per compiled call (SmoothGrad and IG multiply the work

@@ -73,3 +73,39 @@ def test_torch_parameters_gradients_are_never_written():
     for method in ("vanilla", "gradcam"):
         sc.Explainer(model, method)(images(2))
     assert all(v.value.grad is None for v in model.trainable_variables)
+
+
+class Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.flat = keras.layers.Flatten()
+        self.head = keras.layers.Dense(3)
+
+    def call(self, x):
+        return self.head(self.flat(x))
+
+
+def test_subclassed_model_gradients_follow_its_weights():
+    """A subclassed model is called as a whole: its variables must still be read live."""
+    keras.utils.set_random_seed(0)
+    model = Subclassed()
+    x = images(2, (4, 4, 1))
+    model(x)
+    with pytest.warns(UserWarning, match="subclassed"):
+        explainer = sc.Explainer(model, target=lambda z: z[:, 2], normalize=None)
+    kernel = K.convert_to_numpy(model.head.kernel)
+    first = explainer(x).attributions
+    np.testing.assert_allclose(first[1], kernel[:, 2].reshape(4, 4, 1), rtol=1e-5)
+    model.head.kernel.assign(kernel * 3.0)
+    np.testing.assert_allclose(explainer(x).attributions, 3.0 * first, rtol=1e-5)
+
+
+def test_backend_tensors_are_accepted_as_images_and_labels():
+    model = tiny_cnn()
+    x = images(3)
+    labels = np.array([2, 0, 1])
+    ref = sc.compute_saliency(model, x, target="label", labels=labels)
+    maps = sc.compute_saliency(
+        model, K.convert_to_tensor(x), target="label", labels=K.convert_to_tensor(labels)
+    )
+    np.testing.assert_allclose(maps, ref, rtol=1e-6)
