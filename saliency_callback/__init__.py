@@ -46,7 +46,7 @@ _EXPORTS = {
 _SUBMODULES = (
     "alarm",
     "background",
-    "backend_tf",
+    "backends",
     "callback",
     "cli",
     "datasets",
@@ -70,7 +70,7 @@ _SUBMODULES = (
 
 if TYPE_CHECKING:
     from saliency_callback import alarm as alarm
-    from saliency_callback import backend_tf as backend_tf
+    from saliency_callback import backends as backends
     from saliency_callback import background as background
     from saliency_callback import callback as callback
     from saliency_callback import cli as cli

@@ -559,6 +559,7 @@ class SaliencyCallback(keras.callbacks.Callback):
         if self._explainer is None or self._prepared is None or self._step_writer is None:
             raise RuntimeError(f"{_NAME}.log_step needs a model: call it during `fit`.")
         x, targets = self._prepared
+        _ = self.model  # on JAX, `Callback.model` attaches the trainer's state to the variables
         result = self._explainer.explain_prepared(x, targets)
         if not (np.isfinite(result.logits).all() and np.isfinite(result.attributions).all()):
             warnings.warn(

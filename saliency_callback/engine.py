@@ -1,7 +1,8 @@
 """The saliency engine: one compiled, batched computation for any Keras 3 image model.
 
 `Explainer` is built once for a model and a method; every call runs the probes through a single
-compiled (`tf.function`) step, chunked by `batch_size`, and never retraces for inputs of the same
+compiled step (`tf.function` on TensorFlow, `jax.jit` on JAX, eager on PyTorch: see
+`saliency_callback.backends`), chunked by `batch_size`, and never retraces for inputs of the same
 shape. `compute_saliency` is the one-call form and reuses explainers across calls.
 """
 
@@ -68,11 +69,9 @@ def _check_model_type(model: Any) -> None:
 
 def _check_model(model: Any) -> tuple[Any, ...]:
     _check_model_type(model)
-    if keras.backend.backend() != "tensorflow":
-        raise ValueError(
-            "saliency_callback computes gradients with TensorFlow; the Keras backend is "
-            f"{keras.backend.backend()!r}. Set KERAS_BACKEND=tensorflow."
-        )
+    from saliency_callback import backends
+
+    backends.backend()  # a clear error for a backend without gradients
     if not model.built:
         raise ValueError(
             f"The model {model.name!r} is not built; call it on data or give it an Input first."
@@ -118,7 +117,7 @@ class Explainer:
         target: What to explain: `"predicted"` (each image's predicted class), `"label"` (the
             `labels` given to each call), an int (one class for all), a sequence of ints (one
             per image), or a callable mapping the pre-activation outputs `(B, K)` to one score per
-            image `(B,)` (written with `keras.ops`/TF ops). Defaults to `"predicted"`.
+            image `(B,)` (written with `keras.ops`). Defaults to `"predicted"`.
         output: For models with several outputs, the output's name or index. Defaults to
             `None`.
         batch_size: Gradient evaluations per compiled call (SmoothGrad and IG multiply the work
@@ -152,7 +151,7 @@ class Explainer:
         normalize: Normalization | None = "minmax",
         percentile: float = 99.0,
     ) -> None:
-        from saliency_callback import backend_tf, graph
+        from saliency_callback import backends, graph
 
         self.input_shape = _check_model(model)
         self.method = get_method(method)
@@ -181,7 +180,8 @@ class Explainer:
                 "callable `target` that maps it to one score per image."
             )
         self._check_target(target)
-        self._ops = backend_tf.GradientOps(self._graph, target if callable(target) else None)
+        self._backend = backends.backend()
+        self._ops = self._backend.GradientOps(self._graph, target if callable(target) else None)
         self._compiled: dict[tuple[int, ...], tuple[Any, Any]] = {}
 
     @property
@@ -209,23 +209,21 @@ class Explainer:
     # -- compilation -------------------------------------------------------------------------
 
     def _functions(self, image_shape: tuple[int, ...]) -> tuple[Any, Any]:
-        from saliency_callback import backend_tf
-
+        be = self._backend
         if image_shape not in self._compiled:
             if callable(self.target):
-                backend_tf.check_target_fn(self._ops, image_shape)
+                be.check_target_fn(self._ops, image_shape)
             point = self.method.bind(image_shape)  # type: ignore[arg-type]
-            step = backend_tf.compile_step(point, self._ops, image_shape, self.method.num_points)
-            forward = backend_tf.compile_forward(self._ops, image_shape)
+            points, chunk = self.method.num_points, self.batch_size
+            step = be.compile_step(point, self._ops, image_shape, points, chunk=chunk)
+            forward = be.compile_forward(self._ops, image_shape, chunk=chunk)
             self._compiled[image_shape] = (step, forward)
         return self._compiled[image_shape]
 
     @property
     def tracing_count(self) -> int:
         """Total number of traces of the compiled functions (stays constant once warmed up)."""
-        from saliency_callback import backend_tf
-
-        return sum(backend_tf.tracing_count(fn) for fns in self._compiled.values() for fn in fns)
+        return sum(self._backend.tracing_count(fn) for fns in self._compiled.values() for fn in fns)
 
     # -- validation --------------------------------------------------------------------------
 
@@ -264,15 +262,14 @@ class Explainer:
 
     def explain_prepared(self, x: np.ndarray, targets: np.ndarray) -> Explanation:
         """Like `__call__` for inputs already returned by `prepare` (no re-validation)."""
-        import tensorflow as tf
-
+        be = self._backend
         step, forward = self._functions(tuple(x.shape[1:]))
         n, points, chunk = len(x), self.method.num_points, self.batch_size
-        x_t = tf.convert_to_tensor(x)
+        x_t = be.to_device(np.asarray(x, np.float32))  # sent once; the steps gather chunks
         logits = None
         if not self.method.uses_clean_input:
             logits, targets = self._forward(forward, x_t, targets)
-        t_all = tf.convert_to_tensor(targets)
+        t_all = be.to_device(np.asarray(targets, np.int32))
         total = n * points
         parts: list[np.ndarray] = []
         clean_logits, resolved = [], []
@@ -282,10 +279,10 @@ class Explainer:
             contrib, lg, tg = step(x_t, index, point, t_all)
             # One row per image index[0] .. index[-1]; an image split across two chunks
             # contributes a partial sum to each, added below.
-            parts.append(contrib.numpy())
+            parts.append(be.to_numpy(contrib))
             if self.method.uses_clean_input:
-                clean_logits.append(lg.numpy())
-                resolved.append(tg.numpy())
+                clean_logits.append(be.to_numpy(lg))
+                resolved.append(be.to_numpy(tg))
         if points == 1:
             attributions = np.concatenate(parts) if len(parts) > 1 else parts[0]
         else:
@@ -303,15 +300,14 @@ class Explainer:
         self, forward: Any, x_t: Any, targets: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Pre-activation outputs and resolved targets of a batch, `batch_size` at a time."""
-        import tensorflow as tf
-
+        be = self._backend
         logit_parts, target_parts = [], []
-        t_t = tf.convert_to_tensor(targets)
+        t_t = be.to_device(np.asarray(targets, np.int32))
         for start in range(0, len(targets), self.batch_size):
-            stop = start + self.batch_size
-            lg, tg = forward(x_t[start:stop], t_t[start:stop])
-            logit_parts.append(lg.numpy())
-            target_parts.append(tg.numpy())
+            index = np.arange(start, min(len(targets), start + self.batch_size), dtype=np.int32)
+            lg, tg = forward(x_t, index, t_t)
+            logit_parts.append(be.to_numpy(lg))
+            target_parts.append(be.to_numpy(tg))
         return np.concatenate(logit_parts), np.concatenate(target_parts).astype(np.int32)
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -324,12 +320,11 @@ class Explainer:
             `(logits (N, K), outputs (N, K))`: pre-activation scores of the explained output and
             the model's outputs (activation applied).
         """
-        import tensorflow as tf
-
         from saliency_callback import graph
 
         forward = self._functions(tuple(x.shape[1:]))[1]
-        logits, _ = self._forward(forward, tf.convert_to_tensor(x), np.full(len(x), -1, np.int32))
+        x_t = self._backend.to_device(np.asarray(x, np.float32))
+        logits, _ = self._forward(forward, x_t, np.full(len(x), -1, np.int32))
         return logits, graph.activate(logits, self.head.kind).astype(np.float32)
 
     def _finish(self, attributions: np.ndarray, targets: np.ndarray, logits: Any) -> Explanation:

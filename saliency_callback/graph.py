@@ -129,10 +129,48 @@ class ScoreGraph:
     dense: keras.layers.Dense | None
     head: Head
     layer_name: str | None = None
+    model: keras.Model | None = None
+    """The subclassed model that `features` calls (`None` for functional views, whose
+    variables are those of `features` and `dense`)."""
+    tensors: tuple[list[Any], Any, Any] | None = None
+    """`(inputs, pre, acts)`, the symbolic tensors of the view (functional models only)."""
 
     @property
     def has_layer(self) -> bool:
         return self.layer_name is not None
+
+    @property
+    def variables(self) -> list[Any]:
+        """Every variable the view reads (the model's, and the fused head's), each once."""
+        found: dict[int, Any] = {}
+        sources = [self.model, self.dense] if self.model is not None else [self.dense]
+        if isinstance(self.features, keras.Model):
+            sources.append(self.features)
+        for source in sources:
+            for v in getattr(source, "variables", []) or []:
+                found.setdefault(id(v), v)
+        return list(found.values())
+
+    def split(self) -> tuple[keras.Model, keras.Model, bool]:
+        """Two views cut at the Grad-CAM layer, for backends that differentiate functions
+        rather than tensors: `lower(x) -> acts` and `upper -> pre`.
+
+        Returns:
+            `(lower, upper, needs_inputs)`: `upper` takes `acts` alone when every path to the
+            output passes through the layer, else `[x, acts]` (`needs_inputs` is then `True`;
+            the gradient w.r.t. `acts` is the same as through the whole graph).
+
+        Raises:
+            ValueError: If the view has no Grad-CAM layer.
+        """
+        if self.tensors is None or self.tensors[2] is None:
+            raise ValueError("Grad-CAM needs a layer; the engine was built without one.")
+        inputs, pre, acts = self.tensors
+        lower = keras.Model(inputs, acts, name="saliency_lower")
+        try:
+            return lower, keras.Model(acts, pre, name="saliency_upper"), False
+        except ValueError:  # a path around the layer: the upper part also reads the input
+            return lower, keras.Model([*inputs, acts], pre, name="saliency_upper"), True
 
 
 def find_head(
@@ -467,7 +505,7 @@ def build_score_graph(model: keras.Model, output: int | str | None, layer: Any) 
                 out = next(iter(out.values()))
             return [out]
 
-        return ScoreGraph(call, None, head)
+        return ScoreGraph(call, None, head, model=model)
     inputs, _ = graph_inputs_outputs(model)  # type: ignore[misc]
     outs = [pre]
     layer_name = None
@@ -476,7 +514,9 @@ def build_score_graph(model: keras.Model, output: int | str | None, layer: Any) 
         outs.append(acts)
         layer_name = _producer_name(acts)
     features = keras.Model(inputs, outs, name=f"{model.name}_saliency_view")
-    return ScoreGraph(features, dense, head, layer_name)
+    acts_tensor = outs[1] if len(outs) > 1 else None
+    # No reference to `model` itself: explainers cached per model must not keep it alive.
+    return ScoreGraph(features, dense, head, layer_name, None, (list(inputs), pre, acts_tensor))
 
 
 def activate(logits: np.ndarray, kind: HeadKind) -> np.ndarray:

@@ -20,6 +20,8 @@ def to_numpy(x: Any, name: str) -> np.ndarray:
     Raises:
         TypeError: If `x` cannot be read as a numeric array.
     """
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor: off the graph and device
+        x = x.detach().cpu()
     if hasattr(x, "numpy") and callable(x.numpy):
         x = x.numpy()
     try:

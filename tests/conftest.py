@@ -15,6 +15,42 @@ import keras
 import numpy as np
 import pytest
 
+BACKEND = keras.backend.backend()
+
+
+def pytest_collection_modifyitems(config, items):
+    """`tf_only` tests (TensorFlow-specific features, or references written with TF) are
+    skipped on the other backends; run e.g. `KERAS_BACKEND=jax pytest -m "not tf_only"`."""
+    if BACKEND == "tensorflow":
+        return
+    skip = pytest.mark.skip(reason=f"TensorFlow-only test; the Keras backend is {BACKEND}")
+    for item in items:
+        if "tf_only" in item.keywords:
+            item.add_marker(skip)
+
+
+def gradient(fn, x) -> np.ndarray:
+    """`d sum(fn(x)) / dx` by the backend's own autodiff (independent of the library)."""
+    if BACKEND == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        return np.asarray(jax.grad(lambda v: jnp.sum(fn(v)))(jnp.asarray(x)))
+    if BACKEND == "torch":
+        import torch
+
+        t = keras.ops.convert_to_tensor(np.asarray(x)).detach().requires_grad_(True)
+        with torch.enable_grad():
+            (g,) = torch.autograd.grad(fn(t).sum(), [t])
+        return g.detach().cpu().numpy()
+    import tensorflow as tf
+
+    t = tf.convert_to_tensor(x)
+    with tf.GradientTape() as tape:
+        tape.watch(t)
+        total = tf.reduce_sum(fn(t))
+    return tape.gradient(total, t).numpy()
+
 
 def linear_model(shape=(6, 5, 3), classes=4, activation="softmax", seed=0) -> keras.Model:
     """Flatten -> Dense: the gradient of class c is column c of the kernel."""

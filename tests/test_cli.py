@@ -31,6 +31,8 @@ from saliency_callback.render import (
     tile_size,
 )
 
+pytestmark = pytest.mark.tf_only  # the console script runs on TensorFlow (SavedModel loading)
+
 SIZE = 16
 NAMES = ["cat", "dog", "bird"]
 

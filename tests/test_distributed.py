@@ -25,6 +25,8 @@ from tb_events import event_files, read_run
 import saliency_callback
 from saliency_callback.callback import _is_chief
 
+pytestmark = pytest.mark.tf_only  # tf.distribute strategies
+
 WORKER = Path(__file__).with_name("distributed_worker.py")
 PACKAGE_ROOT = Path(saliency_callback.__file__).resolve().parents[1]  # the package under test
 TIMEOUT_S = 120

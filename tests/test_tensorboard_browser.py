@@ -38,7 +38,7 @@ from tensorboard_browser import (
 
 from saliency_callback.callback import SaliencyCallback
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.tf_only]  # backend-free, slow
 
 EPOCHS, NUM_PROBES, SHAPE = 3, 4, (12, 12, 3)
 TIMELINE = "saliency/timeline"

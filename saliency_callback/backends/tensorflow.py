@@ -1,8 +1,8 @@
-"""The only TensorFlow gradient code: pre-activation scores, gradients, compilation.
+"""The TensorFlow backend: pre-activation scores, gradients (`tf.GradientTape`), compilation
+(`tf.function` with a `None` batch dimension, so one trace serves every chunk size).
 
-Everything that touches `tf.GradientTape` or `tf.function` lives here. The methods in
-`methods.py` are written against the small `GradientOps` object this module builds, so a JAX or
-torch adapter could be added beside it without touching methods, rendering or the callback.
+The methods in `methods.py` are written against the `GradientOps` object this module builds;
+`backends/jax.py` and `backends/torch.py` implement the same contract (see `backends/__init__`).
 The model's graph is read by `graph.py` (backend-free); a fused `Dense(..., activation=
 "softmax")` head is evaluated here as `inputs @ kernel + bias` from the live variables.
 """
@@ -103,11 +103,21 @@ class GradientOps:
         return acts, tape.gradient(score, acts), logits, targets
 
 
+def to_device(x: np.ndarray) -> tf.Tensor:
+    """Sends a numpy array to the device once (the steps gather their chunks from it)."""
+    return tf.convert_to_tensor(x)
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    return np.asarray(x.numpy())
+
+
 def compile_step(
     point: Callable[..., tuple[Any, Any, Any]],
     ops: GradientOps,
     image_shape: tuple[int, ...],
     points: int = 1,
+    chunk: int | None = None,
 ) -> Any:
     """Compiles one chunk of a method's work with a fixed input signature (one trace).
 
@@ -115,6 +125,7 @@ def compile_step(
     are sent to the device once per call and nothing retraces when the chunk size changes.
     With several points per image, the chunk's (sorted, contiguous) image indices are summed in
     the graph, so the step returns one contribution per image `index[0] .. index[-1]`.
+    `chunk` (the largest chunk) is not needed here: the batch dimension is symbolic.
     """
     spec_x = tf.TensorSpec((None, *image_shape), tf.float32)
     spec_i = tf.TensorSpec((None,), tf.int32)
@@ -132,15 +143,18 @@ def compile_step(
     return step
 
 
-def compile_forward(ops: GradientOps, image_shape: tuple[int, ...]) -> Any:
-    """Compiles a forward pass returning pre-activation outputs and resolved targets."""
+def compile_forward(
+    ops: GradientOps, image_shape: tuple[int, ...], chunk: int | None = None
+) -> Any:
+    """Compiles a forward pass of the images `index` of `x_all`, returning pre-activation
+    outputs and resolved targets."""
     spec_x = tf.TensorSpec((None, *image_shape), tf.float32)
     spec_i = tf.TensorSpec((None,), tf.int32)
 
-    @tf.function(input_signature=[spec_x, spec_i])
-    def forward(x: tf.Tensor, targets: tf.Tensor):
-        logits, _ = ops.logits(x)
-        return logits, ops.resolve_targets(logits, targets)
+    @tf.function(input_signature=[spec_x, spec_i, spec_i])
+    def forward(x_all: tf.Tensor, index: tf.Tensor, t_all: tf.Tensor):
+        logits, _ = ops.logits(tf.gather(x_all, index))
+        return logits, ops.resolve_targets(logits, tf.gather(t_all, index))
 
     return forward
 
