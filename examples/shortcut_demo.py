@@ -48,7 +48,7 @@ class RunResult:
     acc_disagree: float
     mass_in_mask: float
     chance: float
-    only_bg: float
+    reliance: float
     gap: float
     flip_rate: float
     alarm_epochs: list[int]
@@ -87,9 +87,9 @@ class EpochPrinter(keras.callbacks.Callback):
         line = (
             f"  [{self.name:8s}] epoch {epoch + 1:2d}  train acc {logs.get('accuracy', 0):.2f}  "
             f"mass in mask {logs.get('saliency_mass_in_mask', nan):.2f} (chance {chance:.2f})  "
-            f"bg only {logs.get('saliency_background_only_bg_accuracy', nan):.2f}  "
-            f"gap {logs.get('saliency_background_gap', nan):5.2f}  "
-            f"flips {logs.get('saliency_background_flip_rate', nan):.2f}"
+            f"reliance {logs.get('saliency_background_reliance', nan):5.2f}  "
+            f"flips {logs.get('saliency_background_flip_rate', nan):.2f}  "
+            f"gap {logs.get('saliency_background_gap', nan):5.2f}"
         )
         if any(e.step == epoch for e in self.saliency.alarm_events):
             line += "  ALARM"
@@ -122,9 +122,9 @@ def train_one(
         run_name=f"saliency_{name}",
         class_names=list(test.class_names),
         log_before_training=True,
-        # The recommended alarm (and the default method, SmoothGrad): it fires when the
-        # probes with their object removed are still classified more than halfway from
-        # chance to perfectly, i.e. the background alone gives the class away.
+        # The recommended alarm (and the default method, SmoothGrad): it fires when, with
+        # each probe's object pasted onto another probe's background, the predictions follow
+        # the background's probe rather than the object's (reliance above 0.5).
         alarm=sc.ShortcutAlarm(),
     )
     callbacks: list[keras.callbacks.Callback] = [saliency]
@@ -147,7 +147,7 @@ def train_one(
     final_mass = saliency.history["mass_in_mask"][-1][1]
     final = {
         name: saliency.history[f"background/{name}"][-1][1]
-        for name in ("gap", "flip_rate", "only_bg_accuracy")
+        for name in ("gap", "flip_rate", "reliance")
     }
     return RunResult(
         name=name,
@@ -156,7 +156,7 @@ def train_one(
         acc_disagree=float(correct[~test.cue_agrees].mean()),
         mass_in_mask=float(final_mass),
         chance=float(np.nanmean(sc.chance_level(saliency.probes.masks))),
-        only_bg=float(final["only_bg_accuracy"]),
+        reliance=float(final["reliance"]),
         gap=float(final["gap"]),
         flip_rate=float(final["flip_rate"]),
         alarm_epochs=[e.step + 1 for e in saliency.alarm_events],
@@ -187,15 +187,15 @@ def verdict_table(results: list[RunResult]) -> str:
     """The closing table: accuracy on agreeing vs disagreeing backgrounds next to saliency."""
     head = (
         f"{'run':10s} {'bg agrees':>9s} {'acc agree':>9s} {'acc disagree':>12s} "
-        f"{'mass in mask':>12s} {'chance':>6s} {'bg only':>7s} {'gap':>5s} {'flips':>5s}  verdict"
+        f"{'mass in mask':>12s} {'chance':>6s} {'reliance':>8s} {'flips':>5s} {'gap':>5s}  verdict"
     )
     lines = [head, "-" * (len(head) + 30)]
     for r in results:
         verdict = f"SHORTCUT: alarm at epoch {r.alarm_epochs[0]}" if r.alarm_epochs else "no alarm"
         lines.append(
             f"{r.name:10s} {r.agreement:9.0%} {r.acc_agree:9.2f} {r.acc_disagree:12.2f} "
-            f"{r.mass_in_mask:12.2f} {r.chance:6.2f} {r.only_bg:7.2f} {r.gap:5.2f} "
-            f"{r.flip_rate:5.2f}  {verdict}"
+            f"{r.mass_in_mask:12.2f} {r.chance:6.2f} {r.reliance:8.2f} {r.flip_rate:5.2f} "
+            f"{r.gap:5.2f}  {verdict}"
         )
     return "\n".join(lines)
 

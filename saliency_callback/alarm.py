@@ -12,13 +12,16 @@ import numpy as np
 Mode = Literal["auto", "below", "above"]
 RelativeTo = Literal["chance", "first", "above_chance"]
 
-DEFAULT_MONITOR = "background/only_bg_accuracy"
+DEFAULT_MONITOR = "background/reliance"
 DEFAULT_THRESHOLD = 0.5
-DEFAULT_RELATIVE_TO: RelativeTo = "above_chance"
+DEFAULT_RELATIVE_TO: RelativeTo | None = None
 """The recommended alarm, from `benchmarks/bench_detection.py` (README, "Which signal to
-trust"): the accuracy on probes whose object was removed, alarming when it is more than halfway
-from chance (1/K) to perfect. It separated shortcut from clean runs on all six shortcut families
-(AUC 1.00) with no false alarm, and fired by the third epoch on five of them."""
+trust"): `reliance` (do predictions on swapped composites follow the background's probe rather
+than the object's?) above 0.5, halfway from "follows neither" to "follows the background". It
+needs masks or boxes but no labels. On the five shortcut families the models learned, with
+probes drawn like the training data and balanced ones, it separated shortcut from clean runs
+(AUC 1.00 in all ten cases) and fired by the third epoch on 67-100% of shortcut runs, with one
+false alarm in 30 clean runs; it does not see the distractor shortcut."""
 
 # monitor -> (side on which it signals a shortcut, what its chance level is, or None)
 MONITORS: dict[str, tuple[str, str | None]] = {
@@ -102,12 +105,13 @@ class ShortcutAlarm:
             (`relative_to="chance"`) or of its value at the first logged epoch
             (`relative_to="first"`); or the fraction of the way from its chance level to 1
             (`relative_to="above_chance"`: 0.5 is halfway). Defaults to `None`: the
-            recommended alarm, `0.5` above chance on `"background/only_bg_accuracy"`; any
-            other `monitor` needs an explicit threshold.
+            recommended alarm, `0.5` on `"background/reliance"`; any other `monitor` needs an
+            explicit threshold.
         patience: Logged epochs in a row on the wrong side before firing. Defaults to `1`.
         relative: Deprecated spelling of `relative_to="chance"`. Defaults to `False`.
-        monitor: The signal: `"background/only_bg_accuracy"` (the default),
-            `"background/gap"`, `"background/flip_rate"`, `"background/mixed_rand_accuracy"`,
+        monitor: The signal: `"background/reliance"` (the default),
+            `"background/flip_rate"`, `"background/gap"`, `"background/only_bg_accuracy"`,
+            `"background/mixed_rand_accuracy"`,
             ... (background tests: need masks or boxes; accuracies and the gap need labels),
             `"mass_in_mask"`, `"pointing_game"`, `"rank_in_mask"` (need masks or boxes),
             `"probe_accuracy"`, `"hotspot"` (saliency piling up at the same pixels; needs no
@@ -119,7 +123,7 @@ class ShortcutAlarm:
             accuracies on the object, above for the gap, flip rate, hotspot and
             only-background accuracy). Defaults to `"auto"`.
         relative_to: `None` (absolute), `"chance"`, `"first"` or `"above_chance"`. Defaults to
-            `None` (`"above_chance"` for the recommended alarm).
+            `None`.
         stop_training: Whether firing stops training. Defaults to `False`.
 
     Raises:
@@ -153,7 +157,7 @@ class ShortcutAlarm:
                     f"ShortcutAlarm({self.threshold!r}) needs the signal it applies to: write "
                     f"ShortcutAlarm({self.threshold!r}, monitor='mass_in_mask') for the former "
                     "default, or ShortcutAlarm() for the recommended alarm "
-                    f"({DEFAULT_MONITOR!r} {DEFAULT_THRESHOLD} of the way above chance)"
+                    f"({DEFAULT_MONITOR!r} above {DEFAULT_THRESHOLD})"
                 )
             self.monitor = DEFAULT_MONITOR
         self.monitor = monitor_name(self.monitor)
@@ -299,6 +303,13 @@ class ShortcutAlarm:
             text = (
                 f"Predictions follow the background: {when}, {value:.0%} of background swaps "
                 f"change the predicted class (threshold {limit:.0%}) {streak}."
+            )
+        elif self.monitor == "background/reliance":
+            text = (
+                f"Predictions follow the background: {when}, with each object pasted onto "
+                f"another probe's background, the prediction follows the background's probe "
+                f"more often than the object's by {value:.0%} of the swaps (threshold "
+                f"{limit:.0%}) {streak}."
             )
         elif self.monitor == "background/only_bg_accuracy":
             text = (

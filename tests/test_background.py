@@ -269,11 +269,15 @@ def test_empty_and_full_masks_are_left_out_with_one_warning(tmp_path):
 
 def test_the_recommended_alarm_and_explicit_ones():
     alarm = sc.ShortcutAlarm()
-    assert alarm.monitor == "background/only_bg_accuracy" and alarm.side == "above"
-    assert alarm.limit(1 / 3) == pytest.approx(2 / 3)  # halfway from chance to 1
-    assert alarm.update(0, 0.6, None, 1 / 3) is None
-    event = alarm.update(1, 0.7, None, 1 / 3)
-    assert event is not None and "object removed" in event.message
+    assert alarm.monitor == "background/reliance" and alarm.side == "above"
+    assert alarm.limit(None) == 0.5
+    assert alarm.update(0, 0.4) is None
+    event = alarm.update(1, 0.7)
+    assert event is not None and "follow the background" in event.message
+    only_bg = sc.ShortcutAlarm(
+        0.5, monitor="background/only_bg_accuracy", relative_to="above_chance"
+    )
+    assert only_bg.limit(1 / 3) == pytest.approx(2 / 3)  # halfway from chance to 1
     # A threshold without a monitor no longer means "mass in mask" silently: it says so.
     with pytest.raises(ValueError, match="monitor='mass_in_mask'"):
         sc.ShortcutAlarm(0.5)
