@@ -12,63 +12,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-from saliency_callback.graph import ScoreGraph
+from saliency_callback.backends._keras_ops import KerasGradientOps, check_target_fn
+
+__all__ = [
+    "GradientOps",
+    "check_target_fn",
+    "compile_forward",
+    "compile_step",
+    "to_device",
+    "to_numpy",
+    "tracing_count",
+]
 
 
-class GradientOps:
-    """Backend operations the methods call inside the compiled function.
-
-    Args:
-        graph: The pre-activation view of the model.
-        target_fn: Optional callable mapping pre-activation outputs `(B, ...)` to scores `(B,)`.
-    """
-
-    def __init__(self, graph: ScoreGraph, target_fn: Callable[[Any], Any] | None = None):
-        self.graph = graph
-        self.target_fn = target_fn
-
-    def logits(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor | None]:
-        outs = (
-            self.graph.features(x, training=False)
-            if isinstance(self.graph.features, keras.Model)
-            else self.graph.features(x)
-        )
-        if not isinstance(outs, (list, tuple)):
-            outs = [outs]
-        pre = outs[0]
-        acts = outs[1] if len(outs) > 1 else None
-        dense = self.graph.dense
-        if dense is not None:
-            pre = tf.matmul(pre, tf.cast(dense.kernel, pre.dtype))
-            if dense.bias is not None:
-                pre = pre + tf.cast(dense.bias, pre.dtype)
-        pre = tf.cast(pre, tf.float32)
-        if pre.shape.rank == 1:
-            pre = pre[:, None]
-        return pre, acts
-
-    def resolve_targets(self, logits: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
-        """Replaces `-1` ("predicted") entries by the model's prediction."""
-        head = self.graph.head
-        if head.is_binary:
-            predicted = tf.cast(logits[:, 0] > 0, tf.int32)
-        elif head.num_classes is None or logits.shape[-1] == 1:
-            predicted = tf.zeros_like(targets)
-        else:
-            predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        return tf.where(targets < 0, predicted, targets)
-
-    def scores(self, logits: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
-        if self.target_fn is not None:
-            return tf.cast(tf.reshape(self.target_fn(logits), [-1]), tf.float32)
-        if self.graph.head.is_binary:
-            sign = tf.where(targets > 0, 1.0, -1.0)
-            return sign * logits[:, 0]
-        return tf.gather(logits, targets, axis=1, batch_dims=1)
+class GradientOps(KerasGradientOps):
+    """Backend operations the methods call inside the compiled function: the heads, targets
+    and scores of `KerasGradientOps`, and the gradients with `tf.GradientTape`."""
 
     def input_gradients(
         self, x: tf.Tensor, targets: tf.Tensor
@@ -157,28 +119,6 @@ def compile_forward(
         return logits, ops.resolve_targets(logits, tf.gather(t_all, index))
 
     return forward
-
-
-def check_target_fn(ops: GradientOps, image_shape: tuple[int, ...]) -> None:
-    """Calls the callable target once on two blank images and checks it returns `(2,)` scores.
-
-    Raises:
-        ValueError: If the callable fails or returns a shape other than one score per image.
-    """
-    x = tf.zeros((2, *image_shape), tf.float32)
-    logits, _ = ops.logits(x)
-    try:
-        out = ops.target_fn(logits)  # type: ignore[misc]
-    except Exception as err:
-        raise ValueError(
-            f"The callable `target` failed on model outputs of shape {tuple(logits.shape)}: {err}"
-        ) from err
-    shape = tuple(getattr(out, "shape", np.shape(out)))
-    if shape != (2,):
-        raise ValueError(
-            "expected the callable `target` to return one score per image, shape (2,) for "
-            f"outputs of shape {tuple(logits.shape)}; received shape {shape}"
-        )
 
 
 def tracing_count(fn: Any) -> int:
