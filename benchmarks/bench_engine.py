@@ -131,6 +131,7 @@ class Reference(GradientReference):
         self.smooth_fn = tf.function(self._smooth_batch, input_signature=[spec_x, spec_t, spec_img])
         self.ig_fn = tf.function(self._ig_batch, input_signature=[spec_x, spec_t, spec_a])
         self.smooth_fused_fn = tf.function(self._smooth_fused, input_signature=[spec_x])
+        self.smooth_graph_fn = tf.function(self._smooth_in_graph, input_signature=[spec_x])
         self.ig_fused_fn = tf.function(self._ig_fused, input_signature=[spec_x])
 
     # traced bodies
@@ -165,6 +166,14 @@ class Reference(GradientReference):
         grads = tf.reshape(grads, (SMOOTH_SAMPLES, -1, *self.shape))
         return tf.reduce_sum(grads, axis=0) / SMOOTH_SAMPLES
 
+    def _smooth_in_graph(self, x: tf.Tensor) -> tf.Tensor:
+        """One call that loops the noisy gradient batches in the graph (`tf.range`)."""
+        targets = self._predict(x)
+        total = tf.zeros_like(x)
+        for k in tf.range(SMOOTH_SAMPLES):
+            total += self._smooth_batch(x, targets, tf.gather(self.bank, k))
+        return total / SMOOTH_SAMPLES
+
     def _ig_fused(self, x: tf.Tensor) -> tf.Tensor:
         targets = self._predict(x)
         alphas = (tf.range(IG_STEPS, dtype=tf.float32) + 0.5) / IG_STEPS
@@ -195,6 +204,9 @@ class Reference(GradientReference):
     def smooth_fused(self, x: tf.Tensor) -> np.ndarray:
         return self.smooth_fused_fn(x).numpy()
 
+    def smooth_in_graph(self, x: tf.Tensor) -> np.ndarray:
+        return self.smooth_graph_fn(x).numpy()
+
     def ig_fused(self, x: tf.Tensor) -> np.ndarray:
         return self.ig_fused_fn(x).numpy()
 
@@ -208,6 +220,7 @@ class Reference(GradientReference):
             self.smooth_fn,
             self.ig_fn,
             self.smooth_fused_fn,
+            self.smooth_graph_fn,
             self.ig_fused_fn,
             self.gradcam_fn,
         ]
@@ -334,6 +347,15 @@ def bench_workload(workload: Workload, quick: bool, profile: bool) -> list[Row]:
             slow,
             TARGET,
             f"1 fwd + {SMOOTH_SAMPLES} calls x {n}",
+        ),
+        (
+            "smoothgrad",
+            smooth,
+            n,
+            lambda: ref.smooth_in_graph(x),
+            slow,
+            TARGET,
+            f"1 call looping {SMOOTH_SAMPLES} x {n} in the graph",
         ),
         (
             "integrated_gradients",

@@ -183,6 +183,7 @@ class Explainer:
         self._backend = backends.backend()
         self._ops = self._backend.GradientOps(self._graph, target if callable(target) else None)
         self._compiled: dict[tuple[int, ...], tuple[Any, Any]] = {}
+        self._sweeps: dict[tuple[int, ...], Any] = {}
 
     @property
     def model(self) -> keras.Model | None:
@@ -220,10 +221,27 @@ class Explainer:
             self._compiled[image_shape] = (step, forward)
         return self._compiled[image_shape]
 
+    def _sweep(self, image_shape: tuple[int, ...]) -> Any | None:
+        """The backend's one-call sweep over all points, for methods with several points per
+        image whose backend has one (TensorFlow); `None` otherwise (the engine loops over
+        chunks)."""
+        be = self._backend
+        if self.method.uses_clean_input or self.method.num_points == 1:
+            return None
+        if not hasattr(be, "compile_sweep"):
+            return None
+        if image_shape not in self._sweeps:
+            point = self.method.bind(image_shape)  # type: ignore[arg-type]
+            self._sweeps[image_shape] = be.compile_sweep(
+                point, self._ops, image_shape, self.method.num_points, self.batch_size
+            )
+        return self._sweeps[image_shape]
+
     @property
     def tracing_count(self) -> int:
         """Total number of traces of the compiled functions (stays constant once warmed up)."""
-        return sum(self._backend.tracing_count(fn) for fns in self._compiled.values() for fn in fns)
+        functions = [fn for fns in self._compiled.values() for fn in fns]
+        return sum(self._backend.tracing_count(fn) for fn in [*functions, *self._sweeps.values()])
 
     # -- validation --------------------------------------------------------------------------
 
@@ -270,6 +288,10 @@ class Explainer:
         if not self.method.uses_clean_input:
             logits, targets = self._forward(forward, x_t, targets)
         t_all = be.to_device(np.asarray(targets, np.int32))
+        sweep = self._sweep(tuple(x.shape[1:]))
+        if sweep is not None:  # the whole work in one compiled call
+            assert logits is not None
+            return self._finish(be.to_numpy(sweep(x_t, t_all)), targets, logits)
         total = n * points
         parts: list[np.ndarray] = []
         clean_logits, resolved = [], []

@@ -22,6 +22,7 @@ __all__ = [
     "check_target_fn",
     "compile_forward",
     "compile_step",
+    "compile_sweep",
     "to_device",
     "to_numpy",
     "tracing_count",
@@ -103,6 +104,44 @@ def compile_step(
         return contrib, logits, resolved
 
     return step
+
+
+def compile_sweep(
+    point: Callable[..., tuple[Any, Any, Any]],
+    ops: GradientOps,
+    image_shape: tuple[int, ...],
+    points: int,
+    chunk: int,
+) -> Any:
+    """Compiles a whole method's work in one call: the chunks of `chunk` (image, point) pairs
+    are looped in the graph (`tf.range`) and summed per image there, so an explanation with
+    many points per image (SmoothGrad, IG) costs one call and one transfer back, not one per
+    chunk. Memory stays bounded by `chunk` as in `compile_step`.
+
+    `sweep(x_all, t_all) -> contributions (N, ...)`, with targets already resolved.
+    """
+    spec_x = tf.TensorSpec((None, *image_shape), tf.float32)
+    spec_i = tf.TensorSpec((None,), tf.int32)
+
+    @tf.function(input_signature=[spec_x, spec_i])
+    def sweep(x_all: tf.Tensor, t_all: tf.Tensor) -> tf.Tensor:
+        n = tf.shape(x_all)[0]
+        total = n * points
+
+        def chunk_sum(start: tf.Tensor) -> tf.Tensor:
+            flat = tf.range(start, tf.minimum(total, start + chunk))
+            index = flat // points
+            contrib, _, _ = point(
+                ops, tf.gather(x_all, index), tf.gather(t_all, index), flat % points
+            )
+            return tf.math.unsorted_segment_sum(tf.cast(contrib, tf.float32), index, n)
+
+        out = chunk_sum(tf.constant(0))
+        for start in tf.range(chunk, total, chunk):
+            out += chunk_sum(start)
+        return out
+
+    return sweep
 
 
 def compile_forward(
