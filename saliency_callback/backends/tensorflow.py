@@ -128,17 +128,21 @@ def compile_sweep(
         n = tf.shape(x_all)[0]
         total = n * points
 
-        def chunk_sum(start: tf.Tensor) -> tf.Tensor:
+        def chunk_sum(start: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            """One chunk's contributions summed per image: rows `index[0] .. index[-1]`."""
             flat = tf.range(start, tf.minimum(total, start + chunk))
             index = flat // points
-            contrib, _, _ = point(
-                ops, tf.gather(x_all, index), tf.gather(t_all, index), flat % points
-            )
-            return tf.math.unsorted_segment_sum(tf.cast(contrib, tf.float32), index, n)
+            x, targets = tf.gather(x_all, index), tf.gather(t_all, index)
+            contrib, _, _ = point(ops, x, targets, flat % points)
+            part = tf.math.segment_sum(tf.cast(contrib, tf.float32), index - index[0])
+            rows = tf.range(index[0], index[0] + tf.shape(part)[0])[:, None]
+            return rows, part
 
-        out = chunk_sum(tf.constant(0))
+        rows, part = chunk_sum(tf.constant(0))
+        out = tf.scatter_nd(rows, part, tf.concat([[n], tf.shape(part)[1:]], axis=0))
         for start in tf.range(chunk, total, chunk):
-            out += chunk_sum(start)
+            rows, part = chunk_sum(start)
+            out = tf.tensor_scatter_nd_add(out, rows, part)  # only the chunk's rows
         return out
 
     return sweep
