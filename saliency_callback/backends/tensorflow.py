@@ -141,8 +141,8 @@ def compile_sweep(
         rows, part = chunk_sum(tf.constant(0))
         out = tf.scatter_nd(rows, part, tf.concat([[n], tf.shape(part)[1:]], axis=0))
         for start in tf.range(chunk, total, chunk):
-            # One chunk at a time: parallel iterations would hold several chunks' activations.
-            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
+            # At most two chunks at a time: more parallel iterations hold more activations.
+            tf.autograph.experimental.set_loop_options(parallel_iterations=2)
             rows, part = chunk_sum(start)
             out = tf.tensor_scatter_nd_add(out, rows, part)  # only the chunk's rows
         return out
