@@ -776,7 +776,7 @@ def bench_background(workload: Workload, repeats: int) -> None:
     reference = GradientReference(model, workload.gradcam_layer)
     explainer = Explainer(model, "vanilla")
     test = BackgroundTest.build(data.images, data.masks, data.labels)
-    batch = test.batch()
+    batch = test.batch
     x = tf.convert_to_tensor(data.images)
     explainer.predict(batch)  # trace
     reference.vanilla_fn(x).numpy()

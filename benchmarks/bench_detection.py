@@ -146,7 +146,7 @@ class Recorder(keras.callbacks.Callback):
                 self.put(f"{set_name}:{m}/hotspot", *metrics.hotspot(raw))
             test = self.tests[set_name]
             assert outputs is not None
-            _, variant_outputs = self.explainers["vanilla"].predict(test.batch())
+            _, variant_outputs = self.explainers["vanilla"].predict(test.batch)
             values, _ = bg.score(test, outputs, test.split(variant_outputs))
             for name in ("gap", "flip_rate", "reliance", "only_bg_accuracy"):
                 self.put(f"{set_name}:background/{name}", values[name])

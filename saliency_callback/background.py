@@ -30,6 +30,7 @@ engine's.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -145,8 +146,9 @@ class BackgroundTest:
             "mixed_same": pair_probes(valid, classes, same=True, seed=seed),
         }
         built = {"only_fg": neutral_fill(images, masks), "only_bg": only_bg}
-        for swap in SWAPS:
-            if (partners[swap] >= 0).any():
+        for swap in SWAPS:  # mixed_rand always (it is shown; probes without a partner keep
+            # their own image and are left out of the scores), mixed_same where pairs exist
+            if swap == "mixed_rand" or (partners[swap] >= 0).any():
                 built[swap] = paste(images, masks, only_bg, partners[swap])
         variants = tuple(v for v in VARIANTS if v in built)
         return cls(valid, partners, built, classes, variants)
@@ -156,8 +158,10 @@ class BackgroundTest:
         """Probes left out (empty mask or a mask covering the whole image)."""
         return [int(i) for i in np.flatnonzero(~self.valid)]
 
+    @functools.cached_property
     def batch(self) -> np.ndarray:
-        """All variants' images in one batch, in `variants` order (`len(variants) * N`)."""
+        """All variants' images in one batch, in `variants` order (`len(variants) * N`); built
+        once, the probes never change."""
         return np.concatenate([self.images[v] for v in self.variants])
 
     def split(self, outputs: np.ndarray) -> dict[str, np.ndarray]:

@@ -651,7 +651,7 @@ class SaliencyCallback(keras.callbacks.Callback):
         """Runs the counterfactual probes forward; returns their scalars and panel captions."""
         test = self._background
         assert test is not None and self._explainer is not None
-        _, outputs = self._explainer.predict(test.batch())
+        _, outputs = self._explainer.predict(test.batch)
         variants = test.split(outputs)
         head = self._explainer.head
         regression = head.num_classes is None

@@ -308,3 +308,19 @@ def test_reliance_is_near_zero_for_predictions_that_follow_neither_source():
     follows_background = original[partners]
     values, _ = bg.score(test, original, {"mixed_rand": follows_background})
     assert values["reliance"] > 0.6  # (partners of another class may share a prediction)
+
+
+def test_a_probe_set_without_swappable_pairs_logs_without_crashing(tmp_path):
+    """Only one probe has an object and a background: nothing to swap, so the swap signals
+    are NaN (not made up), and the panel still shows every probe."""
+    images, labels, masks = probe_set(object_reads_class=False)
+    masks[1:] = False
+    with pytest.warns(UserWarning, match="left out of the background tests"):
+        cb = sc.SaliencyCallback(
+            images, labels=labels, masks=masks, log_dir=str(tmp_path), strict=True
+        )
+    background_reader().fit(images, labels, epochs=1, verbose=0, callbacks=[cb])
+    run = read_run(str(tmp_path / "saliency"))
+    assert np.isnan(run.scalars["saliency/background/flip_rate"][0][1])
+    assert run.scalars["saliency/background/only_bg_accuracy"][0][1] == 1.0  # probe 0 only
+    assert len(run.images["saliency/background"][0][1]) == N
