@@ -1,8 +1,9 @@
-"""The `saliency-callback` command line: `explain` image files, `report` a log dir.
+"""The `saliency-callback` command line: `explain` image files, `report` a log dir, `annotate`.
 
 ```
 saliency-callback explain model.keras cat.jpg dog.png --out explained/
 saliency-callback report logs/ --out report.html --out report.png
+saliency-callback annotate photos/ --out probes.npz   (see saliency_callback.annotate)
 ```
 
 Installed as a console script (and runnable as `python -m saliency_callback`). User errors are
@@ -290,6 +291,7 @@ _MAIN_EPILOG = f"""\
 examples:
   {PROG} explain model.keras cat.jpg dog.png --out explained/
   {PROG} report logs/ --out report.html --out report.png
+  {PROG} annotate photos/ --out probes.npz --size 224x224
 
 Run '{PROG} COMMAND --help' for the options of a command.
 """
@@ -498,6 +500,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--title", help="report title (default: 'Saliency report: LOGDIR')")
     rp.add_argument("--quiet", "-q", action="store_true", help="no progress or notes on stderr")
     rp.set_defaults(handler=_run_report)
+
+    from saliency_callback.annotate.command import add_parser as add_annotate
+
+    add_annotate(sub, fmt)
     return parser
 
 
