@@ -146,6 +146,25 @@ class ProbeFile:
     def __len__(self) -> int:
         return len(self.images)
 
+    def uint8_images(self) -> np.ndarray:
+        """The images as uint8 `(N, H, W, C)`, e.g. for display.
+
+        uint8 stays as it is; floats in `[0, 1]` are scaled by 255, integers in `[0, 255]` kept;
+        other values are min-max scaled to `[0, 255]`.
+        """
+        x = self.images
+        if x.dtype == np.uint8:
+            return x
+        values = x.astype(np.float64)
+        finite = values[np.isfinite(values)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        if x.dtype.kind == "f" and lo >= 0.0 and hi <= 1.0:
+            lo, hi = 0.0, 1.0
+        elif lo >= 0 and hi <= 255:
+            lo, hi = 0.0, 255.0
+        values = np.nan_to_num((values - lo) / max(hi - lo, 1e-12) * 255.0)
+        return np.clip(np.round(values), 0, 255).astype(np.uint8)
+
     def fingerprint(self) -> str:
         """SHA-256 of the images (shape, dtype and bytes): what an autosave belongs to."""
         digest = hashlib.sha256(f"{self.images.shape}{self.images.dtype.str}".encode())
@@ -184,7 +203,8 @@ class ProbeFile:
     def for_callback(self) -> dict[str, Any]:
         """`images`, `labels`, `masks` and `class_names` of the probes not skipped.
 
-        Labels are `None` when no kept probe has one.
+        Labels are `None` when no kept probe has one, masks `None` when every kept mask is
+        empty (a probe without a mask among others gets NaN mask metrics, left out of means).
 
         Raises:
             ProbeFileError: If every probe is skipped, or only some kept probes have a label.
@@ -202,10 +222,11 @@ class ProbeFile:
                     "labels (or skip them) with `saliency-callback annotate`"
                 )
             labels = None if len(missing) else kept_labels
+        masks = self.masks[kept]
         return {
             "images": self.images[kept],
             "labels": labels,
-            "masks": self.masks[kept],
+            "masks": masks if masks.any() else None,
             "class_names": self.class_names,
         }
 

@@ -31,25 +31,13 @@ class UpdateError(ValueError):
 
 
 def display_pixels(images: np.ndarray) -> np.ndarray:
-    """The images as RGBA uint8 `(N, H, W, 4)` for the page.
+    """The images as RGBA uint8 `(N, H, W, 4)` for the page (see `ProbeFile.uint8_images`).
 
-    uint8 stays as it is; floats in `[0, 1]` are scaled by 255; other values are min-max scaled.
     One channel is shown as gray; alpha is ignored (the page shows the colours).
     """
-    x = images
-    if x.dtype != np.uint8:
-        x = x.astype(np.float64)
-        finite = x[np.isfinite(x)]
-        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-        if x.dtype.kind == "f" and lo >= 0.0 and hi <= 1.0:
-            lo, hi = 0.0, 1.0
-        elif images.dtype.kind in "iu" and lo >= 0 and hi <= 255:
-            lo, hi = 0.0, 255.0
-        x = np.nan_to_num((x - lo) / max(hi - lo, 1e-12) * 255.0)
-        x = np.clip(np.round(x), 0, 255).astype(np.uint8)
-    n, h, w, c = x.shape
+    n, h, w, c = images.shape
     out = np.full((n, h, w, 4), 255, np.uint8)
-    out[..., :3] = x[..., :1] if c < 3 else x[..., :3]
+    out[..., :3] = images[..., :1] if c < 3 else images[..., :3]
     return out
 
 
@@ -98,7 +86,7 @@ class Session:
 
     def image_bytes(self) -> bytes:
         """Every probe's RGBA pixels, probe after probe, row after row."""
-        return display_pixels(self.probes.images).tobytes()
+        return display_pixels(self.probes.uint8_images()).tobytes()
 
     def mask_bytes(self) -> bytes:
         """Every probe's mask, one byte (0 or 1) per pixel."""
