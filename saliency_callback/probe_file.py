@@ -94,9 +94,13 @@ class ProbeFile:
             )
         n, h, w = self.images.shape[:3]
         self.masks = np.asarray(self.masks)
-        if self.masks.shape != (n, h, w) or self.masks.dtype.kind not in "biu":
+        if (
+            self.masks.shape != (n, h, w)
+            or self.masks.dtype.kind not in "biuf"
+            or not np.isin(self.masks, (0, 1)).all()
+        ):
             raise ProbeFileError(
-                f"expected `masks` of shape {(n, h, w)} (bool), received shape "
+                f"expected `masks` of shape {(n, h, w)} holding 0/1 or bool, received shape "
                 f"{self.masks.shape} of {self.masks.dtype}"
             )
         self.masks = self.masks.astype(bool)

@@ -77,6 +77,14 @@ def command(args: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "saliency_callback", "annotate", *args, "--no-browser"]
 
 
+def environment() -> dict[str, str]:
+    """This environment, with this checkout's package first on the path (whatever the cwd)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    repo = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = repo + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
 @contextmanager
 def annotate_server(args: Sequence[str], cwd: str | None = None) -> Iterator[Annotate]:
     """Runs `annotate ARGS --no-browser` until it prints its URL; stops it on exit.
@@ -84,16 +92,13 @@ def annotate_server(args: Sequence[str], cwd: str | None = None) -> Iterator[Ann
     Raises:
         RuntimeError: If it exits (or prints no URL within `START_TIMEOUT_S`), with its output.
     """
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    repo = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = repo + os.pathsep + env.get("PYTHONPATH", "")
     process = subprocess.Popen(
         command(args),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=cwd,
-        env=env,
+        env=environment(),
     )
     lines: list[str] = []
     deadline = time.monotonic() + START_TIMEOUT_S
