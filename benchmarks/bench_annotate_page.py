@@ -34,6 +34,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from annotate_browser import annotate_server, open_page, write_images
@@ -58,11 +61,32 @@ REFERENCE_JS = """async ([token, n, h, w]) => {
 }"""
 
 
+def _probe_file(tmp: Path, n: int, size: int) -> str:
+    """A probe file of the written images, each with an elliptic mask marked `proposed`."""
+    from PIL import Image
+
+    from saliency_callback.probe_file import ProbeFile, write_probe_file
+
+    paths = sorted((tmp / "images").iterdir())
+    images = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])
+    yy, xx = np.mgrid[0:size, 0:size] / size - 0.5
+    masks = np.repeat(((yy / 0.3) ** 2 + (xx / 0.4) ** 2 <= 1)[None], n, axis=0)
+    path = tmp / "probes.npz"
+    write_probe_file(path, ProbeFile(images, masks, source=np.full(n, "proposed")))
+    return str(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--num-probes", type=int, default=64)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--with-masks",
+        action="store_true",
+        help="open a probe file whose probes all have a mask (as with proposals), so every "
+        "thumbnail and the editor draw a mask",
+    )
     args = parser.parse_args()
     reason = missing_browser()
     if reason:
@@ -72,9 +96,12 @@ def main() -> None:
     n, size = args.num_probes, args.size
     with tempfile.TemporaryDirectory() as tmp:
         write_images(Path(tmp) / "images", n, (size, size))
+        inputs = [str(Path(tmp) / "images"), "--out", str(Path(tmp) / "p.npz")]
+        if args.with_masks:
+            inputs = [_probe_file(Path(tmp), n, size)]
         t0 = time.perf_counter()
         with (
-            annotate_server([str(Path(tmp) / "images"), "--out", str(Path(tmp) / "p.npz")]) as s,
+            annotate_server(inputs) as s,
             sync_playwright() as playwright,
         ):
             start_s = time.perf_counter() - t0
@@ -90,7 +117,8 @@ def main() -> None:
             browser.close()
     load = os.getloadavg()
     ratios = [r / b for r, b in zip(ready, reference, strict=True)]
-    print(f"annotate page: {n} probes of {size}x{size}, {args.repeats} loads")
+    masks = "every probe with a mask" if args.with_masks else "no masks"
+    print(f"annotate page: {n} probes of {size}x{size} ({masks}), {args.repeats} loads")
     print(
         f"  ready (navigation start -> data-ready): median {statistics.median(ready):.0f} ms "
         f"(min {min(ready):.0f}, max {max(ready):.0f})"

@@ -1,9 +1,10 @@
 // The annotate page: a grid of probes, one editor, every change sent to the server at once.
-import { blendPixels, fillBox, isEmpty, overlayPixels, stampSegment, toBase64 } from "./masks.js";
+import { fillBox, isEmpty, overlayPixels, stampSegment, thumbnailPixels, toBase64 } from "./masks.js";
 import { Server } from "./server.js";
 
 const MASK_RGB = [255, 61, 139];
-const HANDLE_PX = 8; // how near (screen pixels) an edge or corner of the box is grabbed
+const HANDLE_PX = 8;
+const THUMB_PX = 128; // thumbnails are drawn at most this many pixels on a side // how near (screen pixels) an edge or corner of the box is grabbed
 const $ = (id) => document.getElementById(id);
 
 const server = new Server(new URLSearchParams(location.search).get("token") || "", setStatus);
@@ -61,19 +62,21 @@ function buildLabels() {
 function buildGrid() {
   const grid = $("grid"), frag = document.createDocumentFragment();
   const small = Math.max(S.W, S.H) < 72;
+  const k = Math.min(1, THUMB_PX / Math.max(S.W, S.H));
+  const tw = Math.max(1, Math.round(S.W * k)), th = Math.max(1, Math.round(S.H * k));
   for (let i = 0; i < S.n; i++) {
     const cell = document.createElement("div");
     cell.className = "thumb" + (small ? " pixelated" : "");
     cell.title = S.names[i];
     const canvas = document.createElement("canvas");
-    canvas.width = S.W; canvas.height = S.H;
+    canvas.width = tw; canvas.height = th;
     const n = document.createElement("span"); n.className = "n"; n.textContent = i;
     const dot = document.createElement("span"); dot.className = "dot";
     const chk = document.createElement("span"); chk.className = "chk";
     cell.append(canvas, n, dot, chk);
     cell.addEventListener("click", () => select(i));
     frag.append(cell);
-    S.thumbs.push({ cell, ctx: canvas.getContext("2d"), data: new ImageData(S.W, S.H), dot, chk });
+    S.thumbs.push({ cell, ctx: canvas.getContext("2d"), data: new ImageData(tw, th), dot, chk });
   }
   grid.append(frag);
   for (let i = 0; i < S.n; i++) drawThumb(i);
@@ -89,8 +92,8 @@ function imageOf(i) {
 
 function drawThumb(i) {
   const t = S.thumbs[i];
-  if (isEmpty(S.masks[i])) t.data.data.set(imageOf(i));
-  else blendPixels(imageOf(i), S.masks[i], S.W, S.H, t.data.data, MASK_RGB);
+  const { width, height } = t.data;
+  thumbnailPixels(imageOf(i), S.masks[i], S.W, S.H, width, height, t.data.data, MASK_RGB);
   t.ctx.putImageData(t.data, 0, 0);
   t.cell.classList.toggle("skipped", S.skipped[i]);
   t.cell.classList.toggle("current", i === S.current);

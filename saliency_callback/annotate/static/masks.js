@@ -62,17 +62,29 @@ export function overlayPixels(mask, width, height, out, rgb, dim = 130) {
   return out;
 }
 
-// The image with the mask shown the same way (for the thumbnails).
-export function blendPixels(image, mask, width, height, out, rgb) {
+// A thumbnail (tw x th, nearest sampling) of the image with the mask shown the same way:
+// the background dimmed, the outline in colour (an empty mask dims nothing).
+export function thumbnailPixels(image, mask, width, height, tw, th, out, rgb) {
   const [r, g, b] = rgb;
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      const o = (y * width + x) * 4;
-      const k = mask[y * width + x] ? 1 : 0.4;
-      if (k === 1 && isEdge(mask, width, height, x, y)) {
+  const small = new Uint8Array(tw * th);
+  const src = new Uint32Array(tw * th);
+  for (let y = 0; y < th; y++) {
+    const sy = Math.min(height - 1, Math.floor(((y + 0.5) * height) / th));
+    for (let x = 0; x < tw; x++) {
+      const sx = Math.min(width - 1, Math.floor(((x + 0.5) * width) / tw));
+      src[y * tw + x] = sy * width + sx;
+      small[y * tw + x] = mask[sy * width + sx];
+    }
+  }
+  const empty = isEmpty(small);
+  for (let y = 0; y < th; y++) {
+    for (let x = 0; x < tw; x++) {
+      const t = y * tw + x, o = t * 4, s = src[t] * 4;
+      if (small[t] && isEdge(small, tw, th, x, y)) {
         out[o] = r; out[o + 1] = g; out[o + 2] = b;
       } else {
-        out[o] = image[o] * k; out[o + 1] = image[o + 1] * k; out[o + 2] = image[o + 2] * k;
+        const k = small[t] || empty ? 1 : 0.4;
+        out[o] = image[s] * k; out[o + 1] = image[s + 1] * k; out[o + 2] = image[s + 2] * k;
       }
       out[o + 3] = 255;
     }
