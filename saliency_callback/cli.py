@@ -310,6 +310,8 @@ and summary.csv with one row per image; a table is printed on stdout.
 Images are converted to the model's channels (grayscale/RGB/RGBA), resized to --size or to the
 model's fixed input size (saying so), and multiplied by --scale (then --offset added): the
 values must be in the range the model was trained on. Nothing is written if anything fails.
+An IMAGE may also be a probe file written by 'annotate' (.npz): it stands for its probes'
+images (skipped probes left out), named after them.
 """
 
 _EXPLAIN_EPILOG = f"""\
@@ -366,7 +368,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     ex.add_argument("model", metavar="MODEL", help="a .keras (or .h5) file or a SavedModel dir")
-    ex.add_argument("images", metavar="IMAGE", nargs="+", help="PNG, JPEG or other image files")
+    ex.add_argument(
+        "images",
+        metavar="IMAGE",
+        nargs="+",
+        help="PNG, JPEG or other image files, or probe files (.npz) from 'annotate'",
+    )
     ex.add_argument("--out", "-o", metavar="DIR", required=True, help="output directory")
     ex.add_argument(
         "--method",

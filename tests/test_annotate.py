@@ -260,3 +260,13 @@ def test_labels_from_a_csv(tmp_path):
         read_labels(str(path), names, None)
     with pytest.raises(LoadError, match="no column 'kind'"):
         read_labels(f"{tmp_path / 'labels0.csv'}:kind", names, classes)
+
+
+def test_help_has_examples(capsys):
+    from saliency_callback import cli
+
+    assert cli.main(["annotate", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "examples:" in text and "saliency-callback annotate photos/" in text
+    assert cli.main(["--help"]) == 0
+    assert "saliency-callback annotate" in capsys.readouterr().out
