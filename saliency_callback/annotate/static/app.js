@@ -48,13 +48,14 @@ function buildLabels() {
   if (S.classNames) {
     select.append(new Option("— unknown", "-1"));
     S.classNames.forEach((name, k) => select.append(new Option(`${k}  ${name}`, String(k))));
-    select.addEventListener("change", () => setLabel(Number(select.value)));
+    select.addEventListener("change", () => { setLabel(Number(select.value)); select.blur(); });
   } else {
     select.hidden = true;
     number.hidden = false;
     number.addEventListener("change", () => {
       const v = Math.trunc(Number(number.value));
       setLabel(Number.isFinite(v) && v >= 0 ? v : -1);
+      number.blur();
     });
   }
 }
