@@ -2,11 +2,11 @@
 
 Writes 16 probes of the synthetic shapes data (`saliency_callback.datasets`) as PNGs with a
 labels CSV, runs the real command on them (`--class-names`, `--labels`), and drives its page in
-headless Debian Chromium (Playwright) the way a user would: a box dragged around the object of
-the first probes (the object's bounding box, from the data's true masks), a brush stroke and
-an eraser stroke on one of them, a probe skipped, a few accepted, then a screenshot with the
-brush over the current probe. With `saliency_callback.proposals` installed, the other probes
-show their automatic proposals.
+headless Debian Chromium (Playwright) the way a user would: probes 0 and 1 accepted as they
+are, probe 2 skipped, a new box dragged around the object of probes 3 and 4 (the object's
+bounding box, from the data's true masks), an eraser stroke on probe 4, then a screenshot with
+the brush over it. With `saliency_callback.proposals` installed, every probe starts with its
+automatic proposal.
 
 Run (from the repository root; about 20 seconds):
     python scripts/screenshot_annotate.py
@@ -76,14 +76,16 @@ def main() -> None:
         with annotate_server(command) as server, sync_playwright() as playwright:
             browser = launch_chromium(playwright, args.chromium)
             page = open_page(browser, server.url, viewport=(1280, 760))
-            for i in range(5):  # a box around the object, then on to the next
+            page.keyboard.press("Enter")  # accept probes 0 and 1 as they are
+            page.keyboard.press("Enter")
+            page.keyboard.press("x")  # skip probe 2
+            page.keyboard.press("ArrowRight")
+            for i in (3, 4):  # a new box around the object (Shift: never grab a proposal's)
                 x0, y0, x1, y1 = bounding_box(masks[i])
+                page.keyboard.down("Shift")
                 drag(page, [(x0, y0), (x1, y1)])
-                if i == 2:
-                    page.keyboard.press("x")  # skip this one
+                page.keyboard.up("Shift")
                 page.keyboard.press("ArrowRight")
-            page.keyboard.press("Enter")  # accept probe 5 as it is
-            page.keyboard.press("ArrowLeft")
             page.keyboard.press("ArrowLeft")  # back to probe 4: refine its box
             page.keyboard.press("e")
             x0, y0, x1, y1 = bounding_box(masks[4])

@@ -210,7 +210,8 @@ def test_proposals_prefill_the_masks(images_dir, monkeypatch):
         n, h, w = images.shape[:3]
         masks = np.zeros((n, h, w), bool)
         masks[0, 2:6, 3:8] = True
-        boxes = np.array([[3, 2, 8, 6], [-1] * 4, [-1] * 4])
+        masks[1, 5:15, 6:18] = True  # the centre box standing in for no proposal
+        boxes = np.array([[3, 2, 8, 6], [6, 5, 18, 15], [-1] * 4])
         return types.SimpleNamespace(
             masks=masks, boxes=boxes, fallback=np.array([False, True, False]), method="fake"
         )
@@ -222,7 +223,9 @@ def test_proposals_prefill_the_masks(images_dir, monkeypatch):
     assert calls == [(3, H, W, 3)]
     assert start.probes.source.tolist() == ["proposed", "empty", "empty"]
     assert start.probes.masks[0].sum() == 20 and start.probes.boxes[0].tolist() == [3, 2, 8, 6]
+    assert not start.probes.masks[1].any() and start.probes.boxes[1].tolist() == [-1] * 4
     assert start.fallback == [False, True, False] and start.probes.proposal_method == "fake"
+    assert "1 probe(s) have no plausible proposal" in start.notes[0]
 
     module.propose_masks = lambda images: 1 / 0  # a failing proposal never stops annotating
     start = start_probes([str(images_dir)], None, None, None)

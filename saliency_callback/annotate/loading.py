@@ -241,6 +241,14 @@ def _propose(
     if masks.shape != (n, h, w) or boxes.shape != (n, 4) or len(fallback) != n:
         notes.append("the automatic proposals have the wrong shape: masks start empty")
         return np.zeros((n, h, w), bool), np.full((n, 4), -1, np.int32), [False] * n, ""
+    if any(fallback):  # a stand-in box where the method found nothing is no proposal
+        gone = np.asarray(fallback)
+        masks[gone] = False
+        boxes[gone] = -1
+        notes.append(
+            f"{int(gone.sum())} probe(s) have no plausible proposal ({method} found no object): "
+            "their masks start empty"
+        )
     return masks, boxes, fallback, method
 
 

@@ -324,7 +324,7 @@ function onDown(e) {
   const i = S.current, p = toImage(e);
   const drag = { i, before: snapshot(i), start: p, last: p, moved: false };
   if (S.tool === "box") {
-    drag.edges = grab(p);
+    drag.edges = e.shiftKey ? null : grab(p); // Shift: always a new box
     drag.box = S.boxes[i] ? S.boxes[i].slice() : null;
   } else {
     stampSegment(S.masks[i], S.W, S.H, p, p, S.radius, S.tool === "brush" ? 1 : 0);
