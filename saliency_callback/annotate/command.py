@@ -165,23 +165,25 @@ def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
-        err.write(
-            f"{PROG}: stopped; "
-            + (
-                f"unsaved work is kept in {sidecar}: run the same command to continue\n"
-                if os.path.exists(sidecar)
-                else f"saved in {out_path}\n"
-            )
-        )
+        err.write(f"{PROG}: stopped; {_outcome(session, sidecar)}\n")
         return 130
     finally:
         server.server_close()
-    if os.path.exists(sidecar):
-        err.write(f"{PROG}: note: quit without saving the last changes; they are in {sidecar}\n")
+    if os.path.exists(sidecar) or not session.saved.is_set():
+        err.write(f"{PROG}: note: quit; {_outcome(session, sidecar)}\n")
     else:
         out.write(f"saved {session.probes.describe(out_path)}\n")
     out.flush()
     return 0
+
+
+def _outcome(session: Session, sidecar: str) -> str:
+    """What became of the work, for the last line."""
+    if os.path.exists(sidecar):
+        return f"unsaved work is kept in {sidecar}: run the same command to continue"
+    if session.saved.is_set():
+        return f"everything is saved in {session.out}"
+    return "nothing was changed or saved"
 
 
 def _open_browser(url: str) -> None:

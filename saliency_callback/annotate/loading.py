@@ -291,7 +291,10 @@ def start_probes(
             pf.class_names = list(class_names)
         if labels is not None:
             pf.labels = read_labels(labels, pf.names, pf.class_names)
-        pf.__post_init__()
+        try:
+            pf.__post_init__()
+        except ProbeFileError as err:
+            raise LoadError(f"{path} with the given options: {err}") from None
         return Start(pf, path, [False] * len(pf), notes)
     files = expand_paths(inputs)
     images, names, resized = _load_images(files, size)

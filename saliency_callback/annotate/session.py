@@ -57,7 +57,7 @@ class Session:
         self.fallback = fallback or [False] * len(probes)
         self.lock = threading.Lock()
         self.edits = 0  # changes since the last save
-        self.saved = threading.Event()
+        self.saved = threading.Event()  # set by the first save
 
     # -- what the page reads --------------------------------------------------------------
 
@@ -162,4 +162,5 @@ class Session:
             if os.path.exists(self.autosave):
                 os.unlink(self.autosave)
             self.edits = 0
+            self.saved.set()
             return self.probes.describe(self.out)
