@@ -38,6 +38,9 @@ _EXPORTS = {
     "rank_in_mask": "saliency_callback.metrics",
     "plot_saliency": "saliency_callback.plotting",
     "Renderer": "saliency_callback.render",
+    "ProbeFile": "saliency_callback.probe_file",
+    "read_probe_file": "saliency_callback.probe_file",
+    "write_probe_file": "saliency_callback.probe_file",
 }
 
 # The public submodules, reachable as attributes (`saliency_callback.metrics`) without an
@@ -45,6 +48,7 @@ _EXPORTS = {
 # `from saliency_callback import *` does not import all of them (and TensorFlow).
 _SUBMODULES = (
     "alarm",
+    "annotate",
     "background",
     "backends",
     "callback",
@@ -59,6 +63,7 @@ _SUBMODULES = (
     "metrics",
     "plotting",
     "postprocess",
+    "probe_file",
     "probes",
     "render",
     "report",
@@ -70,6 +75,7 @@ _SUBMODULES = (
 
 if TYPE_CHECKING:
     from saliency_callback import alarm as alarm
+    from saliency_callback import annotate as annotate
     from saliency_callback import backends as backends
     from saliency_callback import background as background
     from saliency_callback import callback as callback
@@ -84,6 +90,7 @@ if TYPE_CHECKING:
     from saliency_callback import metrics as metrics
     from saliency_callback import plotting as plotting
     from saliency_callback import postprocess as postprocess
+    from saliency_callback import probe_file as probe_file
     from saliency_callback import probes as probes
     from saliency_callback import render as render
     from saliency_callback import report as report
@@ -113,6 +120,7 @@ if TYPE_CHECKING:
         rank_in_mask,
     )
     from saliency_callback.plotting import plot_saliency
+    from saliency_callback.probe_file import ProbeFile, read_probe_file, write_probe_file
     from saliency_callback.render import Renderer
 
 
@@ -138,6 +146,7 @@ __all__ = [
     "GradCAM",
     "IntegratedGradients",
     "Method",
+    "ProbeFile",
     "Renderer",
     "SaliencyCallback",
     "ShortcutAlarm",
@@ -153,4 +162,6 @@ __all__ = [
     "plot_saliency",
     "pointing_game",
     "rank_in_mask",
+    "read_probe_file",
+    "write_probe_file",
 ]
