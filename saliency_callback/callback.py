@@ -488,9 +488,24 @@ class SaliencyCallback(keras.callbacks.Callback):
             self.alarm.reset()
         self._is_chief = _is_chief(self.model)
         self._setup()  # errors here are the user's configuration: raise before training
+        self._warm_up()
         self._pending_initial_log = self.log_before_training
         self._first_epoch = True
         self._worker.install_sigint_wait()
+
+    def _warm_up(self) -> None:
+        """Traces and runs the compiled functions, and renders and encodes, once on one probe
+        before training (see `Explainer.warm_up`, `StepWriter.warm_up`): the first logged epoch
+        then blocks about as long as a later one, and no first-time work overlaps training."""
+        if not self._is_chief or self._explainer is None or self._prepared is None:
+            return
+        try:
+            self._explainer.warm_up(*self._prepared)
+            if self._step_writer is not None:
+                self._step_writer.warm_up()
+        except Exception:  # the epoch end meets the same error and reports it (a warning)
+            if self.strict:
+                raise
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._report(stacklevel=3)

@@ -146,6 +146,18 @@ class StepWriter:
         self.writer.flush()
         return messages
 
+    def warm_up(self) -> None:
+        """Does the rendering's and encoding's first-time work on one probe, touching no file.
+
+        Matplotlib's colormap table, Pillow's caption font, SciPy's and TensorFlow's first calls
+        (the PNG encode) cost far more the first time than later; done before training, they
+        neither block the first logged epoch (inline) nor compete with training on the worker
+        thread. Nothing is written and no state of the run (timeline, byte cap) changes.
+        """
+        raw = self.raw[:1]
+        flat = np.zeros((1, *raw.shape[1:3]), np.float32)
+        self.writer.encode(self.renderer.panels(raw, flat, ["#0"]))
+
     def _cap(self, encoded: list[tuple[str, list[bytes], np.ndarray, str]], step: int) -> list[str]:
         """Drops the last per-probe, then background, samples beyond `max_step_bytes`."""
         total = sum(len(b) for _, pngs, _, _ in encoded for b in pngs)
