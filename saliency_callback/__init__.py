@@ -36,6 +36,8 @@ _EXPORTS = {
     "mass_in_mask": "saliency_callback.metrics",
     "pointing_game": "saliency_callback.metrics",
     "rank_in_mask": "saliency_callback.metrics",
+    "Display": "saliency_callback.options",
+    "Runtime": "saliency_callback.options",
     "plot_saliency": "saliency_callback.plotting",
     "Renderer": "saliency_callback.render",
 }
@@ -57,6 +59,7 @@ _SUBMODULES = (
     "loading",
     "methods",
     "metrics",
+    "options",
     "plotting",
     "postprocess",
     "probes",
@@ -82,6 +85,7 @@ if TYPE_CHECKING:
     from saliency_callback import loading as loading
     from saliency_callback import methods as methods
     from saliency_callback import metrics as metrics
+    from saliency_callback import options as options
     from saliency_callback import plotting as plotting
     from saliency_callback import postprocess as postprocess
     from saliency_callback import probes as probes
@@ -112,6 +116,7 @@ if TYPE_CHECKING:
         pointing_game,
         rank_in_mask,
     )
+    from saliency_callback.options import Display, Runtime
     from saliency_callback.plotting import plot_saliency
     from saliency_callback.render import Renderer
 
@@ -133,12 +138,14 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AlarmEvent",
+    "Display",
     "Explainer",
     "Explanation",
     "GradCAM",
     "IntegratedGradients",
     "Method",
     "Renderer",
+    "Runtime",
     "SaliencyCallback",
     "ShortcutAlarm",
     "ShortcutData",
