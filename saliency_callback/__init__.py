@@ -40,6 +40,9 @@ _EXPORTS = {
     "Runtime": "saliency_callback.options",
     "plot_saliency": "saliency_callback.plotting",
     "Renderer": "saliency_callback.render",
+    "ProbeFile": "saliency_callback.probe_file",
+    "read_probe_file": "saliency_callback.probe_file",
+    "write_probe_file": "saliency_callback.probe_file",
 }
 
 # The public submodules, reachable as attributes (`saliency_callback.metrics`) without an
@@ -47,6 +50,7 @@ _EXPORTS = {
 # `from saliency_callback import *` does not import all of them (and TensorFlow).
 _SUBMODULES = (
     "alarm",
+    "annotate",
     "background",
     "backends",
     "callback",
@@ -62,6 +66,7 @@ _SUBMODULES = (
     "options",
     "plotting",
     "postprocess",
+    "probe_file",
     "probes",
     "render",
     "report",
@@ -73,6 +78,7 @@ _SUBMODULES = (
 
 if TYPE_CHECKING:
     from saliency_callback import alarm as alarm
+    from saliency_callback import annotate as annotate
     from saliency_callback import backends as backends
     from saliency_callback import background as background
     from saliency_callback import callback as callback
@@ -88,6 +94,7 @@ if TYPE_CHECKING:
     from saliency_callback import options as options
     from saliency_callback import plotting as plotting
     from saliency_callback import postprocess as postprocess
+    from saliency_callback import probe_file as probe_file
     from saliency_callback import probes as probes
     from saliency_callback import render as render
     from saliency_callback import report as report
@@ -118,6 +125,7 @@ if TYPE_CHECKING:
     )
     from saliency_callback.options import Display, Runtime
     from saliency_callback.plotting import plot_saliency
+    from saliency_callback.probe_file import ProbeFile, read_probe_file, write_probe_file
     from saliency_callback.render import Renderer
 
 
@@ -144,6 +152,7 @@ __all__ = [
     "GradCAM",
     "IntegratedGradients",
     "Method",
+    "ProbeFile",
     "Renderer",
     "Runtime",
     "SaliencyCallback",
@@ -160,4 +169,6 @@ __all__ = [
     "plot_saliency",
     "pointing_game",
     "rank_in_mask",
+    "read_probe_file",
+    "write_probe_file",
 ]
