@@ -52,7 +52,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras
-from _common import environment, mobilenet, small_cnn
+from _common import environment, small_cnn
 
 from saliency_callback import SaliencyCallback, make_shortcut_data
 
@@ -86,13 +86,11 @@ def workloads(quick: bool, epochs: int | None) -> dict[str, FitWorkload]:
 
 
 def _mobilenet(size: int, num_classes: int) -> keras.Model:
+    """`_common.mobilenet` with the data's 3 classes (the probes' class names must match)."""
     keras.utils.set_random_seed(0)
     return keras.applications.MobileNetV2(
         input_shape=(size, size, 3), weights=None, classes=num_classes
     )
-
-
-_ = mobilenet  # the 10-class reference model of `_common` is not the one fitted here
 
 
 # -- measurement ------------------------------------------------------------------------------

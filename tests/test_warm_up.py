@@ -8,7 +8,7 @@ import numpy as np
 from conftest import tiny_cnn
 from tb_events import read_run
 
-from saliency_callback import SaliencyCallback, make_shortcut_data
+from saliency_callback import Runtime, SaliencyCallback, make_shortcut_data
 
 SIZE = 16
 
@@ -19,7 +19,11 @@ def _fit(tmp_path, name, monkeypatch=None):
     model = tiny_cnn((SIZE, SIZE, 3), classes=3)
     model.compile(keras.optimizers.SGD(learning_rate=0.0), "sparse_categorical_crossentropy")
     cb = SaliencyCallback(
-        data.images[:4], data.labels[:4], data.masks[:4], log_dir=str(tmp_path / name), strict=True
+        data.images[:4],
+        data.labels[:4],
+        data.masks[:4],
+        log_dir=str(tmp_path / name),
+        runtime=Runtime(strict=True),
     )
     traces = []
 
