@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -52,6 +53,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras
+import numpy as np
 from _common import environment, small_cnn
 
 from saliency_callback import SaliencyCallback, make_shortcut_data
@@ -453,6 +455,78 @@ def profile_table(records: list[FitRecord]) -> list[str]:
     return lines
 
 
+def hook_costs(fits: int) -> None:
+    """The callback's hooks called directly (no training), in process CPU time, alternating the
+    defaults with and without the warm-up, each on a fresh small CNN with 32 probes, three
+    logged epochs; then where a new model's first-time CPU goes. CPU time survives load."""
+    probes = make_shortcut_data(32, image_size=64, seed=1)
+    tmp = tempfile.mkdtemp(prefix="bench_fit_hooks_")
+
+    def callback(i: int) -> SaliencyCallback:
+        model = small_cnn((64, 64, 3), 3)
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        cb = SaliencyCallback(
+            probes.images,
+            labels=probes.labels,
+            masks=probes.masks,
+            class_names=list(probes.class_names),
+            log_dir=os.path.join(tmp, str(i)),
+        )
+        cb.set_model(model)
+        cb.params = {"epochs": 3}
+        return cb
+
+    print(
+        "| fit | mode | `on_train_begin` | `on_epoch_end` 0 | 1 | 2 | `on_train_end` | total |\n"
+        "|---|---|---|---|---|---|---|---|"
+    )
+    try:
+        for i in range(fits):
+            cb = callback(i)
+            if i % 2:
+                cb._warm_up = lambda: None  # type: ignore[method-assign]
+            hooks = [
+                cb.on_train_begin,
+                *(functools.partial(cb.on_epoch_end, e, {}) for e in range(3)),
+                cb.on_train_end,
+            ]
+            ms = []
+            for hook in hooks:
+                cpu = time.process_time()
+                hook()
+                ms.append((time.process_time() - cpu) * 1e3)
+            mode = COLD if i % 2 else "defaults"
+            cells = " | ".join(f"{m:.0f}" for m in ms)
+            print(f"| {i} | {mode} | {cells} | {sum(ms):.0f} |")
+        cb = callback(fits)
+        cb._warm_up = lambda: None  # type: ignore[method-assign]
+        cb.on_train_begin()
+        explainer, (x, _) = cb._explainer, cb._prepared
+        assert explainer is not None
+        shape = tuple(x.shape[1:])
+        _, forward = explainer._functions(shape)
+        sweep = explainer._sweep(shape)
+        x1, i1, t1 = x[:1], np.zeros(1, np.int32), np.full(1, -1, np.int32)
+        parts = {
+            "trace the forward pass": forward.get_concrete_function,
+            "first call of the forward pass": lambda: forward(x1, i1, t1),
+        }
+        if sweep is not None:
+            parts["trace the sweep"] = sweep.get_concrete_function
+            parts["first call of the sweep"] = lambda: sweep(x1, np.zeros(1, np.int32))
+            parts["second call of the sweep"] = lambda: sweep(x1, np.zeros(1, np.int32))
+        assert cb._step_writer is not None
+        parts["rendering warm-up"] = cb._step_writer.warm_up
+        print("\nA new model's first-time work (CPU ms):\n")
+        for name, fn in parts.items():
+            cpu = time.process_time()
+            fn()
+            print(f"- {name}: {(time.process_time() - cpu) * 1e3:.0f}")
+        cb.on_train_end()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
@@ -461,6 +535,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a tiny smoke test")
     parser.add_argument(
         "--cold", action="store_true", help=f"also run {COLD!r}: the defaults without warm-up"
+    )
+    parser.add_argument(
+        "--hooks",
+        type=int,
+        default=0,
+        metavar="FITS",
+        help="instead: the hooks' CPU time over FITS fits without training (see hook_costs)",
     )
     parser.add_argument("--no-profile", action="store_true", help="leave out the profile")
     args = parser.parse_args(argv)
@@ -473,6 +554,13 @@ def main(argv: list[str] | None = None) -> int:
     if not names:
         parser.error(f"--workloads: expected some of {sorted(chosen)}, received {args.workloads}")
     load_start = os.getloadavg()
+    if args.hooks:
+        print(f"# bench_fit --hooks {args.hooks}\n\n{environment()}\n")
+        hook_costs(args.hooks)
+        print(
+            f"\nload average (1 min) at start {load_start[0]:.1f}, at end {os.getloadavg()[0]:.1f}"
+        )
+        return 0
     print(f"# bench_fit: {' '.join(sys.argv[1:]) or '(defaults)'}\n\n{environment()}\n")
     all_ok = True
     for name in names:

@@ -44,3 +44,14 @@ def test_quick_fit_benchmark(capsys, monkeypatch):
     assert all(r[header.strip("|").split("|").index(" PNG encode (worker) ")] for r in rows)
     assert "retracing warnings from TensorFlow" in out and "0 retracing" in out
     assert "load average (1 min) at start" in out
+
+
+def test_hook_costs(capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import bench_fit
+
+    assert bench_fit.main(["--hooks", "2"]) == 0
+    out = capsys.readouterr().out
+    modes = [row[1] for row in _rows(out, "") if row[0].isdigit()]
+    assert modes == ["defaults", "defaults-cold"]
+    assert "- trace the sweep:" in out and "- rendering warm-up:" in out
