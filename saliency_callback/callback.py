@@ -686,6 +686,8 @@ class SaliencyCallback(keras.callbacks.Callback):
             return None
         event = self.alarm.update(step, *signal)
         scalars["saliency/alarm"] = float(event is not None)
+        # The threshold at this step, on the watched signal (the dashboard draws it).
+        scalars[f"saliency/alarm_limit/{self.alarm.monitor}"] = self.alarm.limit(signal[2])
         if event is None:
             return None
         self.alarm_events.append(event)
