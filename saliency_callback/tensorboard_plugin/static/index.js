@@ -386,6 +386,7 @@ class App {
   }
 
   async show(force) {
+    const seq = (this.seq = (this.seq || 0) + 1);
     const runs = [this.a, this.b].filter((r, i, all) => r && all.indexOf(r) === i);
     const results = await Promise.all(runs.map(async (run) => {
       try {
@@ -395,6 +396,7 @@ class App {
         return { run, err };
       }
     }));
+    if (seq !== this.seq) return; // a newer choice of runs is being drawn
     const same = !force && results.every((r) => r.text && this.texts.get(r.run) === r.text);
     if (same && this.main.querySelectorAll(".sal-run").length === runs.length) return;
     const scroll = new Map([...this.main.querySelectorAll(".sal-run")].map((s) => {
