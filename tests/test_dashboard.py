@@ -187,19 +187,24 @@ def test_thumbnail_is_the_overlay_tile_of_the_panel_as_rendered():
     for renderer, px in ((Renderer(min_tile=64, max_tile=160), 64), (Renderer(min_tile=96), 40)):
         panels = renderer.panels(images, maps, ["#0 cat", "#1 dog", "#2 a long caption " * 5])
         overlays = overlay_tiles(panels, captioned=True)
+        width = overlays.shape[2]
+        maps_tiles = panels[
+            :, -overlays.shape[1] :, width + SEPARATOR_PX : 2 * width + SEPARATOR_PX
+        ]
         for i, panel in enumerate(panels):
             png = RunWriter("unused").encode(panel[None])[0]
             assert thumbs.caption_rows(Image.open(io.BytesIO(png)).convert("RGB"), 0) == (
                 caption_height()
             )
-            thumb = np.asarray(Image.open(io.BytesIO(thumbs.overlay_thumbnail(png, px=px))))
-            assert max(thumb.shape[:2]) == min(px, overlays.shape[1])
-            size = thumb.shape[1::-1]
-            errors = [
-                np.abs(thumb.astype(int) - np.asarray(Image.fromarray(o).resize(size))).mean()
-                for o in overlays
-            ]
-            assert np.argmin(errors) == i and errors[i] < 8, errors  # resampling differs
+            for index, truth in ((2, overlays), (1, maps_tiles)):
+                thumb = np.asarray(Image.open(io.BytesIO(thumbs.tile_thumbnail(png, index, px=px))))
+                assert max(thumb.shape[:2]) == min(px, overlays.shape[1])
+                size = thumb.shape[1::-1]
+                errors = [
+                    np.abs(thumb.astype(int) - np.asarray(Image.fromarray(o).resize(size))).mean()
+                    for o in truth
+                ]
+                assert np.argmin(errors) == i and errors[i] < 8, errors  # resampling differs
 
 
 def test_lru_keeps_within_its_capacity_and_computes_a_missing_value_once():
@@ -283,6 +288,7 @@ def test_routes_list_read_and_serve_the_run(plugin, logs):
         ("/thumb", {"run": "saliency", "step": 99, "probe": 0}, 404, "no step 99"),
         ("/image", {"run": "saliency", "step": 0, "sample": 7}, 404, "sample 7"),
         ("/image", {"run": "saliency", "tag": "x", "step": 0, "sample": 0}, 400, "`tag` in"),
+        ("/thumb", {"run": "saliency", "step": 0, "probe": 0, "tile": "x"}, 400, "`tile` in"),
     ],
 )
 def test_bad_requests_get_a_clear_json_error(plugin, route, params, code, words):

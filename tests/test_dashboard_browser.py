@@ -143,8 +143,15 @@ def all_thumbnails_loaded(frame: Any, run: str, expected: int) -> None:
     section = frame.locator(f'.sal-run[data-run="{run}"]')
     imgs = section.locator("img.sal-thumb")
     assert imgs.count() == expected
-    for i in range(expected):
-        imgs.nth(i).scroll_into_view_if_needed()
+    frame.evaluate(  # each into view, one frame apart: the grid loads what comes into view
+        """async (run) => {
+            for (const img of document.querySelectorAll(`.sal-run[data-run="${run}"] img`)) {
+                img.scrollIntoView({ block: "nearest", inline: "nearest" });
+                await new Promise((done) => requestAnimationFrame(() => setTimeout(done, 0)));
+            }
+        }""",
+        run,
+    )
     frame.wait_for_function(
         """(run) => [...document.querySelectorAll(`.sal-run[data-run="${run}"] img.sal-thumb`)]
             .every((img) => img.complete && img.naturalWidth > 0)""",
@@ -184,6 +191,11 @@ def test_each_thumbnail_shows_its_own_probe(tab, fitted):
     truth = read_run(str(fitted["path"] / "shortcut" / "saliency"))
     step = 9  # a step TensorBoard's 10-sample reservoir may drop
     overlays = overlay_tiles(np.stack(dict(truth.images["saliency/probes"])[step]), True)
+    # (this model's saliency maps are alike: the overlays, which hold the image, tell apart)
+    tab.select_option("#sal-tile", "overlay")
+    tab.wait_for_selector(
+        f'.sal-run[data-run="{SHORTCUT}"] img.sal-thumb[data-src*="tile=overlay"]'
+    )
     all_thumbnails_loaded(tab, SHORTCUT, fitted["probes"] * EPOCHS)
     for probe in range(fitted["probes"]):
         pixels = tab.evaluate(
@@ -205,6 +217,10 @@ def test_each_thumbnail_shows_its_own_probe(tab, fitted):
             for o in overlays
         ]
         assert int(np.argmin(errors)) == probe, errors
+    tab.select_option("#sal-tile", "saliency")
+    tab.wait_for_selector(
+        f'.sal-run[data-run="{SHORTCUT}"] img.sal-thumb[data-src*="tile=saliency"]'
+    )
 
 
 def test_the_curve_and_the_verdict_mark_the_alarm(tab, fitted):

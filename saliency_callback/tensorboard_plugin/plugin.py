@@ -5,7 +5,7 @@ Routes (under `/data/plugin/saliency`), all read-only:
 - `/index.js`, `/style.css`, ...: the files of `static/` (the frontend, an ES module);
 - `/runs`: the runs holding this callback's summaries, and the other runs;
 - `/run?run=R`: the verdict, the curves and the logged steps of one run (`summary.run_summary`);
-- `/thumb?run=R&step=S&probe=I`: the grid's thumbnail of probe `I` at step `S` (PNG);
+- `/thumb?run=R&step=S&probe=I&tile=overlay|saliency|image`: a grid's thumbnail (PNG);
 - `/image?run=R&tag=probes|background&step=S&sample=I`: a full panel as written (PNG);
 - `/cell?run=R&step=S&probe=I`: the per-probe values of one cell (JSON).
 
@@ -39,6 +39,7 @@ TAB_NAME = "Saliency"
 STATIC = Path(__file__).resolve().parent / "static"
 _TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 _JSON = "application/json"
+_TILES = {"image": 0, "saliency": 1, "overlay": 2}  # the tiles of a probe's panel
 _IMAGE_TAGS = {"probes": summary.PROBES, "background": summary.BACKGROUND}
 _CACHE_S = 24 * 3600  # picture URLs carry the record's version: they never change
 _KNOWN_S = 5.0  # how long the picture routes trust the list of runs
@@ -206,8 +207,12 @@ class SaliencyPlugin(base_plugin.TBPlugin):
     def _thumb_png(self, request: Any) -> tuple[Any, str, int]:
         reader = self._run_reader(request)
         step, probe = _int(request.args, "step"), _int(request.args, "probe")
+        tile = request.args.get("tile", "saliency")
+        if tile not in _TILES:
+            raise BadRequestError(f"expected `tile` in {list(_TILES)}, received {tile!r}")
         ref = self._ref(reader, summary.PROBES, step)
-        return self.pictures.thumbnail(ref, summary.PROBES, probe), "image/png", _CACHE_S
+        png = self.pictures.thumbnail(ref, summary.PROBES, probe, _TILES[tile])
+        return png, "image/png", _CACHE_S
 
     def _image_png(self, request: Any) -> tuple[Any, str, int]:
         reader = self._run_reader(request)

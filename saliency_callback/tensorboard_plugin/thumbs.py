@@ -1,9 +1,10 @@
 """Pictures on demand, with fixed-size caches: a record's PNGs and the grid's thumbnails.
 
-A thumbnail is the overlay tile (the third of "image | saliency | overlay") of a probe's panel
-in `saliency/probes`, shrunk to at most `THUMB_PX` pixels a side. The caption strip's height
-is read from the pixels (its rows are `CAPTION_BG_RGB` at the left margin), not recomputed from
-a font, so panels written on another machine, with another font, are cut right.
+A thumbnail is one tile of a probe's panel in `saliency/probes` ("image | saliency | overlay";
+the grid shows the overlay or the saliency map), shrunk to at most `THUMB_PX` pixels a side.
+The caption strip's height is read from the pixels (its rows are `CAPTION_BG_RGB` at the left
+margin), not recomputed from a font, so panels written on another machine, with another font,
+are cut right.
 """
 
 from __future__ import annotations
@@ -87,14 +88,16 @@ def caption_rows(pixels: object, width: int) -> int:
     return rows
 
 
-def overlay_thumbnail(png: bytes, tiles: int = 3, px: int = THUMB_PX) -> bytes:
-    """The last of `tiles` side-by-side tiles of a panel PNG, below its caption, as a PNG of
-    at most `px` pixels a side."""
+def tile_thumbnail(png: bytes, index: int = 2, tiles: int = 3, px: int = THUMB_PX) -> bytes:
+    """Tile `index` of `tiles` side-by-side tiles of a panel PNG (below its caption; `2` is
+    the overlay of "image | saliency | overlay"), as a PNG of at most `px` pixels a side."""
     from PIL import Image
 
+    if not 0 <= index < tiles:
+        raise IndexError(f"tile {index} is not in a panel of {tiles} tiles")
     panel = Image.open(io.BytesIO(png)).convert("RGB")
     width = (panel.width - (tiles - 1) * SEPARATOR_PX) // tiles
-    x0 = (tiles - 1) * (width + SEPARATOR_PX)
+    x0 = index * (width + SEPARATOR_PX)
     top = caption_rows(panel, width)
     tile = panel.crop((x0, top, x0 + width, panel.height))
     scale = min(1.0, px / max(tile.width, tile.height))
@@ -129,8 +132,9 @@ class Pictures:
             raise IndexError(f"sample {sample} is not in {tag} (it has {len(pngs)})")
         return pngs[sample]
 
-    def thumbnail(self, ref: ImageRef, tag: str, sample: int) -> bytes:
+    def thumbnail(self, ref: ImageRef, tag: str, sample: int, tile: int = 2) -> bytes:
+        """Tile `tile` (0 image, 1 saliency, 2 overlay) of a panel, shrunk."""
         return self.thumbs.get(
-            (ref.file, ref.offset, tag, sample),
-            lambda: overlay_thumbnail(self.png(ref, tag, sample)),
+            (ref.file, ref.offset, tag, sample * 8 + tile),
+            lambda: tile_thumbnail(self.png(ref, tag, sample), tile),
         )

@@ -6,6 +6,9 @@
 import { drawChart, formatValue } from "./chart.js";
 
 const STORE = "saliency-dashboard";
+// What a grid cell shows: a tile of the probe's panel (image | saliency | overlay).
+// The saliency map reads best at thumbnail size (where it lies: object or background).
+const TILES = { saliency: "saliency map", overlay: "overlay (image + saliency)", image: "image" };
 const THUMB_MARGIN = "200px 600px 200px 600px";
 const REFRESH_MS = 30000;
 // The curves shown first (the alarm's own signal is always shown); the others fold away.
@@ -127,7 +130,7 @@ function chartsSection(data, onPick) {
 
 // --- grid ------------------------------------------------------------------------------------
 
-function gridSection(run, data, openCell) {
+function gridSection(run, data, openCell, tile) {
   const alarmed = new Set(data.verdict.alarm_steps);
   const scroller = h("div", { class: "sal-grid-scroll" });
   const table = h("table", { class: "sal-grid" });
@@ -157,7 +160,7 @@ function gridSection(run, data, openCell) {
           width: 48,
           height: 48,
           decoding: "async",
-          "data-src": query("thumb", { run, step: s.step, probe: p, v: s.version }),
+          "data-src": query("thumb", { run, step: s.step, probe: p, tile, v: s.version }),
         });
         cell.appendChild(img);
         cell.addEventListener("click", () => openCell(run, data, s.step, p));
@@ -186,7 +189,7 @@ function scrollToStep(section, step) {
 
 // --- one run ---------------------------------------------------------------------------------
 
-function runSection(run, data, openCell) {
+function runSection(run, data, openCell, tile) {
   const section = h("section", { class: "sal-run", "data-run": run });
   section.appendChild(h("h2", { class: "sal-run-name" }, run));
   section.appendChild(verdictCard(data));
@@ -197,8 +200,8 @@ function runSection(run, data, openCell) {
   section.appendChild(h("h3", {}, "Signals"));
   section.appendChild(chartsSection(data, (step) => scrollToStep(section, step)));
   section.appendChild(h("h3", {}, "Every probe at every logged step",
-    h("span", { class: "sal-hint" }, " overlay of the saliency map; click a cell for the panel and the background tests")));
-  if (data.steps.length) section.appendChild(gridSection(run, data, openCell));
+    h("span", { class: "sal-hint" }, ` ${TILES[tile]}; click a cell for the panel and the background tests`)));
+  if (data.steps.length) section.appendChild(gridSection(run, data, openCell, tile));
   else section.appendChild(h("p", { class: "sal-more" }, "No saliency images in this run yet."));
   return section;
 }
@@ -337,7 +340,7 @@ class App {
 
   save() {
     try {
-      localStorage.setItem(STORE, JSON.stringify({ a: this.a, b: this.b }));
+      localStorage.setItem(STORE, JSON.stringify({ a: this.a, b: this.b, tile: this.tile }));
     } catch (err) {
       /* storage may be off: the choice is then not remembered */
     }
@@ -359,6 +362,7 @@ class App {
     }
     this.a = this.runs.includes(this.saved.a) ? this.saved.a : this.runs[0];
     this.b = this.runs.includes(this.saved.b) && this.saved.b !== this.a ? this.saved.b : "";
+    this.tile = this.saved.tile in TILES ? this.saved.tile : "saliency";
     this.drawHeader();
     await this.show(true);
   }
@@ -375,11 +379,14 @@ class App {
       h("h1", {}, "Saliency"),
       h("label", {}, "Run ", select("sal-run-a", this.a, false)),
       h("label", {}, "compare with ", select("sal-run-b", this.b, true)),
+      h("label", {}, "cells ", h("select", { id: "sal-tile", onchange: (e) => this.choose("sal-tile", e.target.value) },
+        Object.entries(TILES).map(([k, label]) => h("option", { value: k, selected: k === this.tile }, label)))),
       h("button", { class: "sal-reload", onclick: () => this.show(false), title: "read the event files again" }, "Reload"));
   }
 
   choose(id, value) {
     if (id === "sal-run-a") this.a = value;
+    else if (id === "sal-tile") this.tile = value;
     else this.b = value;
     this.save();
     this.show(true);
@@ -405,7 +412,7 @@ class App {
     }));
     this.texts = new Map(results.filter((r) => r.text).map((r) => [r.run, r.text]));
     const open = (run, data, step, probe) => this.panel.open(run, data, step, probe);
-    const sections = results.map((r) => (r.err ? errorSection(r.run, r.err) : runSection(r.run, r.data, open)));
+    const sections = results.map((r) => (r.err ? errorSection(r.run, r.err) : runSection(r.run, r.data, open, this.tile)));
     this.main.className = runs.length > 1 ? "sal-main compare" : "sal-main";
     this.main.replaceChildren(...sections);
     for (const s of sections) {
