@@ -364,3 +364,18 @@ def test_a_broken_plugin_does_not_stop_tensorboard(tmp_path, logs):
         listing = get_json(f"{base}data/plugins_listing")
     assert "saliency" not in listing and listing["scalars"]["enabled"]
     assert "could not be loaded" in log.read_text()
+
+
+def test_every_static_file_is_package_data_and_served(plugin):
+    tomllib = pytest.importorskip("tomllib")
+    from saliency_callback.tensorboard_plugin.plugin import STATIC
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["package-data"]["saliency_callback"]
+    package = ROOT / "saliency_callback"
+    shipped = {p for pattern in patterns for p in package.glob(pattern)}
+    files = sorted(STATIC.iterdir())
+    assert files and set(files) <= shipped
+    assert {"/" + f.name for f in files} <= set(plugin.get_plugin_apps())
+    entry = config["project"]["entry-points"]["tensorboard_plugins"]["saliency"]
+    assert entry == "saliency_callback.tensorboard_plugin.loader:SaliencyLoader"
