@@ -32,24 +32,41 @@ NONFINITE = PREFIX + "nonfinite"
 HARM = "background/harm"
 _PER_PROBE = re.compile(r"^(?P<base>.+)/probe_(?P<index>\d+)$")
 
-# signal -> (label, unit: "fraction" is shown in %, "value" as a number)
-KNOWN: dict[str, tuple[str, str]] = {
-    "background/reliance": ("Background reliance", "fraction"),
-    "background/flip_rate": ("Flip rate (background swaps that change the prediction)", "fraction"),
-    HARM: ("Estimated harm (accuracy lost where the background disagrees)", "fraction"),
-    "background/gap": ("Background gap (accuracy lost on swapped backgrounds)", "fraction"),
-    "mass_in_mask": ("Saliency mass in mask", "fraction"),
-    "pointing_game": ("Pointing game (peak inside the mask)", "fraction"),
-    "rank_in_mask": ("Rank in mask", "fraction"),
-    "hotspot": ("Hotspot (saliency piling up at the same pixels)", "value"),
-    "probe_accuracy": ("Probe accuracy", "fraction"),
-    "background/only_bg_accuracy": ("Accuracy on the background alone", "fraction"),
-    "background/only_fg_accuracy": ("Accuracy on the object alone", "fraction"),
-    "background/mixed_rand_accuracy": ("Accuracy on swapped backgrounds", "fraction"),
-    "background/mixed_same_accuracy": ("Accuracy on same-class backgrounds", "fraction"),
-    "background/swap_change": ("Swap change (regression)", "value"),
-    "background/accuracy": ("Probe accuracy (background tests)", "fraction"),
-    "confidence": ("Mean confidence", "fraction"),
+# signal -> (label, unit: "fraction" is shown in %, "value" as a number, what it measures)
+KNOWN: dict[str, tuple[str, str, str]] = {
+    "background/reliance": (
+        "Background reliance",
+        "fraction",
+        "on swapped composites, how much more often the prediction follows the background's "
+        "probe than the object's",
+    ),
+    "background/flip_rate": (
+        "Flip rate",
+        "fraction",
+        "background swaps that change the prediction",
+    ),
+    HARM: ("Estimated harm", "fraction", "accuracy lost where the background disagrees"),
+    "background/gap": ("Background gap", "fraction", "accuracy lost on swapped backgrounds"),
+    "mass_in_mask": ("Mass in mask", "fraction", "share of the saliency inside the object masks"),
+    "pointing_game": ("Pointing game", "fraction", "probes whose saliency peak is on the object"),
+    "rank_in_mask": ("Rank in mask", "fraction", "how high the object's pixels rank in saliency"),
+    "hotspot": ("Hotspot", "value", "saliency piling up at the same pixels on every probe"),
+    "probe_accuracy": ("Probe accuracy", "fraction", "accuracy on the probes"),
+    "background/only_bg_accuracy": ("Only-background accuracy", "fraction", "object removed"),
+    "background/only_fg_accuracy": ("Only-object accuracy", "fraction", "background removed"),
+    "background/mixed_rand_accuracy": (
+        "Swapped-background accuracy",
+        "fraction",
+        "object on another probe's background",
+    ),
+    "background/mixed_same_accuracy": (
+        "Same-class-background accuracy",
+        "fraction",
+        "object on a background of its class",
+    ),
+    "background/swap_change": ("Swap change", "value", "regression output change on swaps"),
+    "background/accuracy": ("Accuracy (background tests)", "fraction", "on the originals"),
+    "confidence": ("Mean confidence", "fraction", "model output for the explained class"),
 }
 # The chance level drawn under a signal: signal -> the scalar holding it.
 CHANCE = {
@@ -94,7 +111,7 @@ def signals(data: RunData) -> list[dict[str, Any]]:
     attached |= {CHANCE[n] for n in names if n in CHANCE and CHANCE[n] in names}
     out = []
     for name in sorted(set(names) - attached - _NOT_CURVES, key=_order):
-        label, unit = KNOWN.get(name, (name, "value"))
+        label, unit, hint = KNOWN.get(name, (name, "value", ""))
         low, high = names.get(name + "_low"), names.get(name + "_high")
         chance = names.get(name + "_chance") or names.get(CHANCE.get(name, ""))
         limit = names.get("alarm_limit/" + name)
@@ -103,6 +120,7 @@ def signals(data: RunData) -> list[dict[str, Any]]:
                 "name": name,
                 "tag": PREFIX + name,
                 "label": label,
+                "hint": hint,
                 "unit": unit,
                 "side": MONITORS.get(name, (None, None))[0],
                 "points": _points(names[name]),
@@ -121,7 +139,7 @@ def per_probe(data: RunData, probe: int, step: int) -> list[dict[str, Any]]:
         m = _PER_PROBE.match(tag.removeprefix(PREFIX))
         if m and int(m["index"]) == probe and step in series:
             base = m["base"]
-            label, unit = KNOWN.get(base, (base, "value"))
+            label, unit, _ = KNOWN.get(base, (base, "value", ""))
             out.append({"name": base, "label": label, "unit": unit, "value": _finite(series[step])})
     return out
 

@@ -8,7 +8,7 @@ import { drawChart, formatValue } from "./chart.js";
 const STORE = "saliency-dashboard";
 // What a grid cell shows: a tile of the probe's panel (image | saliency | overlay).
 // The saliency map reads best at thumbnail size (where it lies: object or background).
-const TILES = { saliency: "saliency map", overlay: "overlay (image + saliency)", image: "image" };
+const TILES = { saliency: "saliency map", overlay: "overlay", image: "image" };
 const THUMB_MARGIN = "200px 600px 200px 600px";
 const REFRESH_MS = 30000;
 // The curves shown first (the alarm's own signal is always shown); the others fold away.
@@ -116,8 +116,9 @@ function chartsSection(data, onPick) {
     const last = signal.points.filter((p) => p[1] !== null).at(-1);
     (main.has(signal.name) ? wrap : more).appendChild(h("figure", { class: "sal-chart-card", "data-signal": signal.name },
       h("figcaption", {},
-        h("span", { class: "sal-chart-title", title: signal.tag }, signal.label),
+        h("span", { class: "sal-chart-title", title: signal.hint ? `${signal.hint} (${signal.tag})` : signal.tag }, signal.label),
         h("span", { class: "sal-chart-value" }, last ? formatValue(last[1], signal.unit) : "")),
+      signal.hint ? h("div", { class: "sal-chart-hint", title: signal.hint }, signal.hint) : null,
       drawChart(signal, { x0, x1, alarmSteps: data.verdict.alarm_steps, watched: data.verdict.monitor, onPick }),
       legend.length ? h("div", { class: "sal-legend" }, legend) : null));
   }
