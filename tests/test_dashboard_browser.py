@@ -29,6 +29,7 @@ from test_dashboard import entry_point_installed
 
 from saliency_callback.alarm import ShortcutAlarm
 from saliency_callback.callback import SaliencyCallback
+from saliency_callback.options import Runtime
 from saliency_callback.timeline import overlay_tiles
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.tf_only]
@@ -59,7 +60,7 @@ def fitted(tmp_path_factory) -> dict[str, Any]:
             method="vanilla",
             class_names=["red", "green", "blue"],
             alarm=ShortcutAlarm(0.5, monitor="background/flip_rate", patience=3),
-            strict=True,
+            runtime=Runtime(strict=True),
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
