@@ -23,9 +23,12 @@ import glob
 import os
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 PREFIX = "saliency/"
+T = TypeVar("T")
 _HEADER = 12  # uint64 length + uint32 masked CRC of the length
 _FOOTER = 4  # uint32 masked CRC of the data
 _EVENT_GLOB = "*tfevents*"
@@ -125,14 +128,24 @@ class RunReader:
     def refresh(self) -> RunData:
         """Reads what was appended to the run's event files since the last call."""
         with self._lock:
-            for path in self.files():
-                try:
-                    size = os.path.getsize(path)
-                except OSError:
-                    continue
-                if size > self._positions.get(path, 0):
-                    self._read_file(path)
+            self._refresh()
             return self.data
+
+    def _refresh(self) -> None:
+        for path in self.files():
+            try:
+                size = os.path.getsize(path)
+            except OSError:
+                continue
+            if size > self._positions.get(path, 0):
+                self._read_file(path)
+
+    def read(self, fn: Callable[[RunData], T]) -> T:
+        """`fn(data)` on the refreshed data, with no refresh running meanwhile (another request
+        thread may be reading the same run)."""
+        with self._lock:
+            self._refresh()
+            return fn(self.data)
 
     def _read_file(self, path: str) -> None:
         position = self._positions.get(path, 0)

@@ -31,7 +31,7 @@ from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
 from saliency_callback.tensorboard_plugin import summary
-from saliency_callback.tensorboard_plugin.events import PREFIX, ImageRef, RunReader
+from saliency_callback.tensorboard_plugin.events import PREFIX, ImageRef, RunData, RunReader
 from saliency_callback.tensorboard_plugin.thumbs import Pictures
 
 PLUGIN_NAME = "saliency"
@@ -192,8 +192,10 @@ class SaliencyPlugin(base_plugin.TBPlugin):
         return {"runs": ours, "other_runs": others}, _JSON, 0
 
     def _run_json(self, request: Any) -> tuple[Any, str, int]:
-        data = self._run_reader(request).refresh()
-        return summary.run_summary(request.args["run"], data), _JSON, 0
+        reader = self._run_reader(request)  # checks `run` first
+        run = request.args["run"]
+        body = reader.read(lambda data: summary.run_summary(run, data))
+        return body, _JSON, 0
 
     def _ref(self, reader: RunReader, tag: str, step: int) -> ImageRef:
         ref = reader.data.images.get(tag, {}).get(step)
@@ -226,20 +228,23 @@ class SaliencyPlugin(base_plugin.TBPlugin):
     def _cell_json(self, request: Any) -> tuple[Any, str, int]:
         reader = self._run_reader(request)
         step, probe = _int(request.args, "step"), _int(request.args, "probe")
-        data = reader.refresh()
-        probes = data.images.get(summary.PROBES, {}).get(step)
-        if probes is None:
-            raise NotFoundError(f"{summary.PROBES} has no step {step} in this run")
-        background = data.images.get(summary.BACKGROUND, {}).get(step)
-        body = {
-            "step": step,
-            "probe": probe,
-            "panel": probe < probes.samples,
-            "background": background is not None and probe < background.samples,
-            "values": summary.per_probe(data, probe, step),
-            "descriptions": {
-                "probes": data.descriptions.get(summary.PROBES, ""),
-                "background": data.descriptions.get(summary.BACKGROUND, ""),
-            },
-        }
-        return body, _JSON, 0
+        return reader.read(lambda data: _cell(data, step, probe)), _JSON, 0
+
+
+def _cell(data: RunData, step: int, probe: int) -> dict[str, Any]:
+    """The JSON of `/cell`: what one probe's panel at one step shows besides the pictures."""
+    probes = data.images.get(summary.PROBES, {}).get(step)
+    if probes is None:
+        raise NotFoundError(f"{summary.PROBES} has no step {step} in this run")
+    background = data.images.get(summary.BACKGROUND, {}).get(step)
+    return {
+        "step": step,
+        "probe": probe,
+        "panel": probe < probes.samples,
+        "background": background is not None and probe < background.samples,
+        "values": summary.per_probe(data, probe, step),
+        "descriptions": {
+            "probes": data.descriptions.get(summary.PROBES, ""),
+            "background": data.descriptions.get(summary.BACKGROUND, ""),
+        },
+    }
