@@ -25,14 +25,17 @@ no-callback fits of the same run:
   warnings and Python's garbage-collection pauses.
 
 Workloads: `cnn` (the small CNN of `_common`, 8,000 training images of 64x64 per epoch,
-6 epochs) and `mobilenet` (MobileNetV2, weights=None, 96x96, 2,000 training images per epoch,
-4 epochs); 32 probes with labels and masks each. Prints markdown.
+6 epochs) and `mobilenet` (MobileNetV2, weights=None, 96x96, 8,000 training images per epoch,
+3 epochs); 32 probes with labels and masks each. Targets (#20): no epoch after the first above
+1.3x the median no-callback epoch and the first `on_epoch_end` <= 2x a later one (both); <= 5%
+added to the whole fit (cnn); <= 3% added to the median epoch (mobilenet). Prints markdown.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import gc
 import logging
@@ -83,7 +86,7 @@ def workloads(quick: bool, epochs: int | None) -> dict[str, FitWorkload]:
         }
     return {
         "cnn": FitWorkload("cnn", lambda: small_cnn((64, 64, 3), 3), 64, 8000, epochs or 6),
-        "mobilenet": FitWorkload("mobilenet", lambda: _mobilenet(96, 3), 96, 2000, epochs or 4),
+        "mobilenet": FitWorkload("mobilenet", lambda: _mobilenet(96, 3), 96, 8000, epochs or 3),
     }
 
 
@@ -350,7 +353,7 @@ def _modes(records: list[FitRecord]) -> list[str]:
     return list(dict.fromkeys(r.mode for r in records))
 
 
-def summary_table(records: list[FitRecord]) -> tuple[list[str], dict[str, bool]]:
+def summary_table(records: list[FitRecord], whole_fit: bool) -> tuple[list[str], dict[str, bool]]:
     none = [r for r in records if r.mode == "none"]
     base_epoch = _med([e for r in none for e in r.epoch_wall])
     base_cpu = _med([e for r in none for e in r.epoch_cpu])
@@ -384,8 +387,10 @@ def summary_table(records: list[FitRecord]) -> tuple[list[str], dict[str, bool]]
             ok["no epoch after the first > 1.3x the median no-callback epoch"] = (
                 slowest <= 1.3 * base_epoch
             )
-            ok["whole fit <= +5%"] = _med(fits) <= 1.05 * base_fit
-            ok["median epoch <= +3%"] = _med(epochs) <= 1.03 * base_epoch
+            if whole_fit:
+                ok["whole fit <= +5%"] = _med(fits) <= 1.05 * base_fit
+            else:
+                ok["median epoch <= +3%"] = _med(epochs) <= 1.03 * base_epoch
     return lines, ok
 
 
@@ -532,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--workloads", default="cnn,mobilenet", help="comma-separated")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per fit")
+    parser.add_argument("--images", type=int, default=None, help="training images per epoch")
     parser.add_argument("--quick", action="store_true", help="a tiny smoke test")
     parser.add_argument(
         "--cold", action="store_true", help=f"also run {COLD!r}: the defaults without warm-up"
@@ -565,6 +571,8 @@ def main(argv: list[str] | None = None) -> int:
     all_ok = True
     for name in names:
         w = chosen[name]
+        if args.images:
+            w = dataclasses.replace(w, images=args.images)
         train = make_shortcut_data(w.images, image_size=w.size, num_classes=w.num_classes, seed=0)
         probes = make_shortcut_data(w.probes, image_size=w.size, num_classes=w.num_classes, seed=1)
         tmp = tempfile.mkdtemp(prefix="bench_fit_")
@@ -585,7 +593,7 @@ def main(argv: list[str] | None = None) -> int:
             f"epochs, batch 32, {w.probes} probes with labels and masks, logging every epoch, "
             f"{args.rounds} round(s)\n"
         )
-        lines, ok = summary_table(records)
+        lines, ok = summary_table(records, whole_fit=name == "cnn")
         fixed, blocking_ok = fixed_cost_table(records)
         ok["first on_epoch_end <= 2x a later one"] = blocking_ok
         print("\n".join(lines) + "\n\nFixed cost:\n\n" + "\n".join(fixed))
