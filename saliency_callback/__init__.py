@@ -24,6 +24,9 @@ _EXPORTS = {
     "ShortcutData": "saliency_callback.datasets",
     "make_shortcut_data": "saliency_callback.datasets",
     "make_shortcut_splits": "saliency_callback.datasets",
+    "ProposedMasks": "saliency_callback.proposals",
+    "propose_masks": "saliency_callback.proposals",
+    "make_texture_data": "saliency_callback.textures",
     "Explainer": "saliency_callback.engine",
     "Explanation": "saliency_callback.engine",
     "compute_saliency": "saliency_callback.engine",
@@ -60,9 +63,11 @@ _SUBMODULES = (
     "plotting",
     "postprocess",
     "probes",
+    "proposals",
     "render",
     "report",
     "resume",
+    "textures",
     "timeline",
     "worker",
     "writer",
@@ -85,9 +90,11 @@ if TYPE_CHECKING:
     from saliency_callback import plotting as plotting
     from saliency_callback import postprocess as postprocess
     from saliency_callback import probes as probes
+    from saliency_callback import proposals as proposals
     from saliency_callback import render as render
     from saliency_callback import report as report
     from saliency_callback import resume as resume
+    from saliency_callback import textures as textures
     from saliency_callback import timeline as timeline
     from saliency_callback import worker as worker
     from saliency_callback import writer as writer
@@ -113,7 +120,9 @@ if TYPE_CHECKING:
         rank_in_mask,
     )
     from saliency_callback.plotting import plot_saliency
+    from saliency_callback.proposals import ProposedMasks, propose_masks
     from saliency_callback.render import Renderer
+    from saliency_callback.textures import make_texture_data
 
 
 def __getattr__(name: str) -> Any:
@@ -138,6 +147,7 @@ __all__ = [
     "GradCAM",
     "IntegratedGradients",
     "Method",
+    "ProposedMasks",
     "Renderer",
     "SaliencyCallback",
     "ShortcutAlarm",
@@ -149,8 +159,10 @@ __all__ = [
     "compute_saliency",
     "make_shortcut_data",
     "make_shortcut_splits",
+    "make_texture_data",
     "mass_in_mask",
     "plot_saliency",
     "pointing_game",
+    "propose_masks",
     "rank_in_mask",
 ]
