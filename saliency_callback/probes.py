@@ -131,3 +131,61 @@ def load_probes(
         masks = _metrics.masks_from_boxes(boxes, x.shape[:3])
     mask_arr = None if masks is None else check_masks(masks, x.shape[:3])
     return Probes(raw, x, label_arr, mask_arr)
+
+
+@dataclass(frozen=True)
+class ObjectRegions:
+    """Where each probe's object is, for the background tests: given, or proposed.
+
+    Attributes:
+        masks: bool `(N, H, W)`: the regions the tests keep as "object". Given masks as they
+            are; proposals as their filled boxes (a box keeps all of the object inside, at the
+            price of some background: the tests stay box-based); empty for probes left out.
+        boxes: int64 `(N, 4)` `(x0, y0, x1, y1)` of each region (for display), or `None` for
+            given masks.
+        usable: bool `(N,)`: probes with a plausible region (given masks: all).
+        source: `"given"` (masks or boxes from the user) or `"proposed"` (from the image by
+            `saliency_callback.proposals`, never by the model).
+        method: The proposal method, or `None` for given masks.
+    """
+
+    masks: np.ndarray
+    boxes: np.ndarray | None
+    usable: np.ndarray
+    source: str
+    method: str | None = None
+
+    @property
+    def left_out(self) -> list[int]:
+        """Probes without a plausible region."""
+        return [int(i) for i in np.flatnonzero(~self.usable)]
+
+    def describe(self) -> str:
+        """One sentence for the summaries' descriptions: where the regions come from."""
+        if self.source == "given":
+            return "Object regions: the masks or boxes given to the callback."
+        used = int(self.usable.sum())
+        text = (
+            f"Object regions: **proposed** from the images alone (`{self.method}`, "
+            f"`saliency_callback.proposals`; boxes, not given masks), plausible for {used} of "
+            f"{len(self.usable)} probes"
+        )
+        if self.left_out:
+            text += f"; left out of the background tests: probes {self.left_out}"
+        return text + ". Check them in `saliency/probe_boxes`; pass `boxes=` or `masks=` to fix."
+
+
+def locate_objects(probes: Probes) -> ObjectRegions:
+    """The probes' object regions: the given masks, else boxes proposed from the raw images.
+
+    Proposals never look at a model (see `saliency_callback.proposals`). Probes without a
+    plausible proposal get an empty region, which the background tests leave out.
+    """
+    if probes.masks is not None:
+        return ObjectRegions(probes.masks, None, np.ones(len(probes), bool), "given")
+    from saliency_callback.proposals import propose_masks
+
+    proposed = propose_masks(probes.raw)
+    usable = ~proposed.fallback
+    masks = proposed.box_masks & usable[:, None, None]
+    return ObjectRegions(masks, proposed.boxes, usable, "proposed", proposed.method)

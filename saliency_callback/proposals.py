@@ -43,7 +43,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEFAULT_METHOD", "METHODS", "ProposedMasks", "centre_boxes", "propose_masks"]
+__all__ = [
+    "DEFAULT_METHOD",
+    "METHODS",
+    "ProposedMasks",
+    "bounding_boxes",
+    "centre_boxes",
+    "propose_masks",
+]
 
 METHODS: tuple[str, ...] = ("grabcut", "centre", "spectral_residual", "fine_grained")
 """The proposal methods of `propose_masks(method=...)`."""
@@ -81,11 +88,21 @@ class ProposedMasks:
     @property
     def box_masks(self) -> np.ndarray:
         """bool `(N, H, W)`: each box filled."""
-        n, h, w = self.masks.shape
-        out = np.zeros((n, h, w), bool)
-        for i, (x0, y0, x1, y1) in enumerate(self.boxes):
-            out[i, y0:y1, x0:x1] = True
-        return out
+        from saliency_callback.metrics import masks_from_boxes
+
+        return masks_from_boxes(self.boxes, self.masks.shape)
+
+
+def bounding_boxes(masks: Any) -> np.ndarray:
+    """int64 `(N, 4)`: each mask's bounding box `(x0, y0, x1, y1)`, end excluded; an empty
+    mask gets `(0, 0, 0, 0)`."""
+    arr = np.asarray(masks, bool)
+    out = np.zeros((len(arr), 4), np.int64)
+    for i, mask in enumerate(arr):
+        box = _box(mask)
+        if box is not None:
+            out[i] = box
+    return out
 
 
 def centre_boxes(n: int, height: int, width: int) -> np.ndarray:
