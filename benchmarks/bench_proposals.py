@@ -11,6 +11,9 @@ What it measures
     still counts in the IoU, as the callback would show it. The mask IoU (proposed pixels
     against the true mask) is the last column of the default method.
 
+    Two rows roll the images of a flat and a periodic family down so that every object
+    touches the bottom edge, as objects in photos often do (the border prior's hard case).
+
     Two families have no object at all (`saliency_callback.textures`: whole-image gratings and
     blurred noise, the texture is the class). There IoU means nothing; what counts is the
     share of probes flagged as fallback (100% = the method never invents an object).
@@ -51,6 +54,7 @@ class Family:
     cue: str | None  # None: a no-object texture family
     area: tuple[float, float] | None = None
     texture: str = ""
+    touch: bool = False  # rolled down so that the object touches the bottom edge
 
 
 def families() -> list[Family]:
@@ -59,6 +63,10 @@ def families() -> list[Family]:
         Family(f"{cue}, random scale", cue, datasets.RANDOM_SCALE)
         for cue in datasets.CUES
         if cue != "distractor"
+    ]
+    out += [
+        Family(f"{cue}, random scale, touching the border", cue, datasets.RANDOM_SCALE, touch=True)
+        for cue in ("background_color", "blur")  # flat, and periodic: seamless when rolled
     ]
     out += [Family(f"no object ({t})", None, texture=t) for t in TEXTURES]
     return out
@@ -88,9 +96,15 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def make(family: Family, n: int, size: int, seed: int) -> Any:
     if family.cue is None:
         return make_texture_data(n, image_size=size, seed=seed, texture=family.texture)
-    return datasets.make_shortcut_data(
+    data = datasets.make_shortcut_data(
         n, image_size=size, cue=family.cue, seed=seed, object_area=family.area
     )
+    if family.touch:
+        for i, mask in enumerate(data.masks):
+            shift = size - 1 - int(np.flatnonzero(mask.any(axis=1))[-1])
+            data.images[i] = np.roll(data.images[i], shift, axis=0)
+            data.masks[i] = np.roll(mask, shift, axis=0)
+    return data
 
 
 @dataclass

@@ -50,6 +50,7 @@ _SUBMODULES = (
     "alarm",
     "background",
     "backends",
+    "box_panels",
     "callback",
     "cli",
     "datasets",
@@ -77,6 +78,7 @@ if TYPE_CHECKING:
     from saliency_callback import alarm as alarm
     from saliency_callback import backends as backends
     from saliency_callback import background as background
+    from saliency_callback import box_panels as box_panels
     from saliency_callback import callback as callback
     from saliency_callback import cli as cli
     from saliency_callback import datasets as datasets

@@ -154,8 +154,11 @@ class SaliencyCallback(keras.callbacks.Callback):
             only_fg/only_bg/mixed_rand/mixed_same accuracy, `gap` (accuracy minus mixed_rand
             accuracy), `flip_rate` (swaps that change the prediction; no labels needed), and
             the image `saliency/background` (original | only_fg | only_bg | mixed_rand).
-            `gap` and `flip_rate` also go into Keras's `logs`. Defaults to `None`: on when
-            `masks` or `boxes` are given.
+            `gap` and `flip_rate` also go into Keras's `logs`. Defaults to `None`: on. Without
+            `masks` or `boxes` the tests use object boxes proposed once from the probe images
+            (never from the model; `saliency_callback.proposals`, docs/mask-free.md), shown in
+            the image `saliency/probe_boxes`, with `saliency/background/proposed_boxes` = 1;
+            probes without a plausible object are left out, with one warning.
         alarm: A `ShortcutAlarm` watching any logged signal (mass in mask, background gap,
             flip rate, ...). Defaults to `None`.
         alarm_threshold: Shorthand for `alarm=ShortcutAlarm(alarm_threshold,
@@ -466,9 +469,13 @@ class SaliencyCallback(keras.callbacks.Callback):
             return self._regions
         regions = self._regions = locate_objects(self.probes)
         if regions.source == "proposed" and not regions.usable.any():
+            why = (
+                f"object proposals are unavailable ({regions.error})"
+                if regions.error
+                else "no plausible object found in any probe image (e.g. whole-image textures)"
+            )
             warnings.warn(
-                f"{_NAME}: no plausible object found in any probe image (e.g. whole-image "
-                "textures), so the background tests and any background alarm cannot run "
+                f"{_NAME}: {why}, so the background tests and any background alarm cannot run "
                 "(`saliency/alarm` logs NaN with a message saying so). Pass `boxes=` or "
                 "`masks=`, or `background_tests=False`.",
                 stacklevel=4,

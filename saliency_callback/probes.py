@@ -147,6 +147,7 @@ class ObjectRegions:
         source: `"given"` (masks or boxes from the user) or `"proposed"` (from the image by
             `saliency_callback.proposals`, never by the model).
         method: The proposal method, or `None` for given masks.
+        error: Why no proposal could be made at all (OpenCV missing), or `None`.
     """
 
     masks: np.ndarray
@@ -154,6 +155,7 @@ class ObjectRegions:
     usable: np.ndarray
     source: str
     method: str | None = None
+    error: str | None = None
 
     @property
     def left_out(self) -> list[int]:
@@ -164,6 +166,8 @@ class ObjectRegions:
         """One sentence for the summaries' descriptions: where the regions come from."""
         if self.source == "given":
             return "Object regions: the masks or boxes given to the callback."
+        if self.error:
+            return f"Object regions: none (object proposals are unavailable: {self.error})."
         used = int(self.usable.sum())
         text = (
             f"Object regions: **proposed** from the images alone (`{self.method}`, "
@@ -185,7 +189,13 @@ def locate_objects(probes: Probes) -> ObjectRegions:
         return ObjectRegions(probes.masks, None, np.ones(len(probes), bool), "given")
     from saliency_callback.proposals import propose_masks
 
-    proposed = propose_masks(probes.raw)
+    try:
+        proposed = propose_masks(probes.raw)
+    except ImportError as err:  # no usable OpenCV: no proposals, never a crash
+        none = np.zeros(len(probes), bool)
+        return ObjectRegions(
+            np.zeros(probes.images.shape[:3], bool), None, none, "proposed", None, str(err)
+        )
     usable = ~proposed.fallback
     masks = proposed.box_masks & usable[:, None, None]
     return ObjectRegions(masks, proposed.boxes, usable, "proposed", proposed.method)

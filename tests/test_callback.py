@@ -54,6 +54,7 @@ def test_fit_writes_the_exact_tags_steps_and_images(tmp_path):
         "saliency/overview",
         "saliency/probes",
         "saliency/timeline",
+        "saliency/probe_boxes",  # background tests on by default (no object found here)
         "saliency/confidence",
         "saliency/probe_accuracy",
         "saliency/hotspot",
@@ -86,7 +87,7 @@ def test_overview_can_be_turned_off(tmp_path):
     cb = SaliencyCallback(images(N, SHAPE), log_dir=str(tmp_path), overview=False, strict=True)
     fit(compiled_cnn(), cb, epochs=1)
     run = read_run(str(tmp_path / "saliency"))
-    assert set(run.images) == {"saliency/probes", "saliency/timeline"}
+    assert set(run.images) == {"saliency/probes", "saliency/timeline", "saliency/probe_boxes"}
     assert len(run.images["saliency/probes"][0][1]) == N
 
 

@@ -188,6 +188,21 @@ def test_no_object_anywhere_warns_once_and_the_alarm_says_it_could_not_run(tmp_p
     assert colour_pixels(grid, box_panels.PROPOSED_RGB) == 0  # no box drawn
 
 
+def test_without_opencv_one_warning_and_no_crash(tmp_path, monkeypatch):
+    images, labels, _ = probe_set(object_reads_class=False)
+
+    def no_cv2(*args, **kwargs):
+        raise ImportError("object proposals need OpenCV: pip install opencv-python-headless")
+
+    monkeypatch.setattr(proposals, "propose_masks", no_cv2)
+    with pytest.warns(UserWarning, match="object proposals are unavailable") as rec:
+        cb, run = fit(background_reader(), tmp_path, images, labels, alarm=sc.ShortcutAlarm())
+    assert sum("background tests" in str(w.message) for w in rec) == 1
+    assert cb.alarm_events == []
+    assert all(np.isnan(v) for _, v in run.scalars["saliency/alarm"])
+    assert "opencv-python-headless" in run.descriptions["saliency/probe_boxes"]
+
+
 def test_uint8_non_square_probes_without_masks(tmp_path):
     images, labels, masks = probe_set(object_reads_class=False, width=48)
     raw = (images * 255).round().astype(np.uint8)
