@@ -81,14 +81,6 @@ def available_methods() -> list[str]:
     return names
 
 
-def true_boxes(masks: np.ndarray) -> np.ndarray:
-    out = np.zeros((len(masks), 4), np.int64)
-    for i, m in enumerate(masks):
-        rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
-        out[i] = cols[0], rows[0], cols[-1] + 1, rows[-1] + 1
-    return out
-
-
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a & b).sum(axis=(1, 2)) / np.maximum((a | b).sum(axis=(1, 2)), 1)
 
@@ -135,7 +127,7 @@ def run(
                 shape = data.masks.shape
                 boxes = iou(
                     masks_from_boxes(proposed.boxes, shape),
-                    masks_from_boxes(true_boxes(data.masks), shape),
+                    masks_from_boxes(proposals.bounding_boxes(data.masks), shape),
                 )
                 result.box_iou = float(boxes.mean())
                 result.hit_rate = float((boxes >= 0.5).mean())

@@ -468,26 +468,9 @@ class SaliencyCallback(keras.callbacks.Callback):
         if self._regions is not None:
             return self._regions
         regions = self._regions = locate_objects(self.probes)
-        if regions.source == "proposed" and not regions.usable.any():
-            why = (
-                f"object proposals are unavailable ({regions.error})"
-                if regions.error
-                else "no plausible object found in any probe image (e.g. whole-image textures)"
-            )
-            warnings.warn(
-                f"{_NAME}: {why}, so the background tests and any background alarm cannot run "
-                "(`saliency/alarm` logs NaN with a message saying so). Pass `boxes=` or "
-                "`masks=`, or `background_tests=False`.",
-                stacklevel=4,
-            )
-        elif regions.left_out:
-            warnings.warn(
-                f"{_NAME}: no plausible object found in probes {regions.left_out} (object "
-                "boxes are proposed from the images, never from the model); they are left "
-                "out of the background tests. See `saliency/probe_boxes`; pass `boxes=` or "
-                "`masks=` to include them.",
-                stacklevel=4,
-            )
+        message = regions.warning()
+        if message is not None:
+            warnings.warn(f"{_NAME}: {message}", stacklevel=4)
         return regions
 
     # -- Keras hooks ---------------------------------------------------------------------------

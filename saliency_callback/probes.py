@@ -178,6 +178,30 @@ class ObjectRegions:
             text += f"; left out of the background tests: probes {self.left_out}"
         return text + ". Check them in `saliency/probe_boxes`; pass `boxes=` or `masks=` to fix."
 
+    def warning(self) -> str | None:
+        """What the user must know about regions that could not be proposed, or `None`."""
+        if self.source == "given":
+            return None
+        if not self.usable.any():
+            why = (
+                f"object proposals are unavailable ({self.error})"
+                if self.error
+                else "no plausible object found in any probe image (e.g. whole-image textures)"
+            )
+            return (
+                f"{why}, so the background tests and any background alarm cannot run "
+                "(`saliency/alarm` logs NaN with a message saying so). Pass `boxes=` or "
+                "`masks=`, or `background_tests=False`."
+            )
+        if self.left_out:
+            return (
+                f"no plausible object found in probes {self.left_out} (object boxes are "
+                "proposed from the images, never from the model); they are left out of the "
+                "background tests. See `saliency/probe_boxes`; pass `boxes=` or `masks=` to "
+                "include them."
+            )
+        return None
+
 
 def locate_objects(probes: Probes) -> ObjectRegions:
     """The probes' object regions: the given masks, else boxes proposed from the raw images.
