@@ -41,6 +41,9 @@ _EXPORTS = {
     "rank_in_mask": "saliency_callback.metrics",
     "plot_saliency": "saliency_callback.plotting",
     "Renderer": "saliency_callback.render",
+    "ProbeFile": "saliency_callback.probe_file",
+    "read_probe_file": "saliency_callback.probe_file",
+    "write_probe_file": "saliency_callback.probe_file",
 }
 
 # The public submodules, reachable as attributes (`saliency_callback.metrics`) without an
@@ -48,6 +51,7 @@ _EXPORTS = {
 # `from saliency_callback import *` does not import all of them (and TensorFlow).
 _SUBMODULES = (
     "alarm",
+    "annotate",
     "background",
     "backends",
     "box_panels",
@@ -63,6 +67,7 @@ _SUBMODULES = (
     "metrics",
     "plotting",
     "postprocess",
+    "probe_file",
     "probes",
     "proposals",
     "render",
@@ -76,6 +81,7 @@ _SUBMODULES = (
 
 if TYPE_CHECKING:
     from saliency_callback import alarm as alarm
+    from saliency_callback import annotate as annotate
     from saliency_callback import backends as backends
     from saliency_callback import background as background
     from saliency_callback import box_panels as box_panels
@@ -91,6 +97,7 @@ if TYPE_CHECKING:
     from saliency_callback import metrics as metrics
     from saliency_callback import plotting as plotting
     from saliency_callback import postprocess as postprocess
+    from saliency_callback import probe_file as probe_file
     from saliency_callback import probes as probes
     from saliency_callback import proposals as proposals
     from saliency_callback import render as render
@@ -122,6 +129,7 @@ if TYPE_CHECKING:
         rank_in_mask,
     )
     from saliency_callback.plotting import plot_saliency
+    from saliency_callback.probe_file import ProbeFile, read_probe_file, write_probe_file
     from saliency_callback.proposals import ProposedMasks, propose_masks
     from saliency_callback.render import Renderer
     from saliency_callback.textures import make_texture_data
@@ -149,6 +157,7 @@ __all__ = [
     "GradCAM",
     "IntegratedGradients",
     "Method",
+    "ProbeFile",
     "ProposedMasks",
     "Renderer",
     "SaliencyCallback",
@@ -167,4 +176,6 @@ __all__ = [
     "pointing_game",
     "propose_masks",
     "rank_in_mask",
+    "read_probe_file",
+    "write_probe_file",
 ]

@@ -7,6 +7,7 @@ The callback only wires parts together: `probes` (validated arrays), `engine` (m
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -201,6 +202,44 @@ class SaliencyCallback(keras.callbacks.Callback):
     # then: tensorboard --logdir logs --samples_per_plugin images=100
     ```
     """
+
+    probe_source: str | None = None
+    """Where the probes came from (set by `from_probe_file`), shown in the summary description."""
+
+    @classmethod
+    def from_probe_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> SaliencyCallback:
+        """A callback on the probes of a probe file (written by `saliency-callback annotate`).
+
+        Skipped probes are left out; drawn, corrected and proposed masks are all used, and how
+        many of each there are goes into the summary description (`probe_source`).
+
+        Args:
+            path: The `.npz` probe file (see `saliency_callback.probe_file`).
+            **kwargs: Any other argument of `SaliencyCallback` (`log_dir`, `method`, ...);
+                `class_names` replaces the file's.
+
+        Raises:
+            saliency_callback.probe_file.ProbeFileError: For a missing or bad file.
+            TypeError: If `kwargs` holds `images`, `labels`, `masks` or `boxes`.
+
+        Example:
+        ```python
+        cb = SaliencyCallback.from_probe_file("probes.npz", log_dir="logs")
+        ```
+        """
+        from saliency_callback.probe_file import read_probe_file
+
+        taken = sorted({"images", "labels", "masks", "boxes"} & set(kwargs))
+        if taken:
+            raise TypeError(
+                f"`from_probe_file` takes the probes from the file; received {', '.join(taken)}"
+            )
+        probes = read_probe_file(path)
+        arrays = probes.for_callback()
+        kwargs.setdefault("class_names", arrays["class_names"])
+        callback = cls(arrays["images"], arrays["labels"], arrays["masks"], **kwargs)
+        callback.probe_source = probes.describe(os.fspath(path))
+        return callback
 
     def __init__(
         self,
@@ -798,4 +837,5 @@ class SaliencyCallback(keras.callbacks.Callback):
             f"alpha: {r.alpha:g}.\n\nEach panel: **image | saliency | overlay**. Caption: "
             "probe index, true label `y`, predicted class and confidence (and `map=` the "
             "explained class when it differs from the prediction)."
+            + (f"\n\nProbes from {self.probe_source}." if self.probe_source else "")
         )
