@@ -148,6 +148,8 @@ class ObjectRegions:
             `saliency_callback.proposals`, never by the model).
         method: The proposal method, or `None` for given masks.
         error: Why no proposal could be made at all (OpenCV missing), or `None`.
+        pixels: bool `(N, H, W)`: the proposals' own pixel masks (empty where left out), for
+            tests that want them instead of boxes; `None` for given masks.
     """
 
     masks: np.ndarray
@@ -156,6 +158,7 @@ class ObjectRegions:
     source: str
     method: str | None = None
     error: str | None = None
+    pixels: np.ndarray | None = None
 
     @property
     def left_out(self) -> list[int]:
@@ -221,5 +224,12 @@ def locate_objects(probes: Probes) -> ObjectRegions:
             np.zeros(probes.images.shape[:3], bool), None, none, "proposed", None, str(err)
         )
     usable = ~proposed.fallback
-    masks = proposed.box_masks & usable[:, None, None]
-    return ObjectRegions(masks, proposed.boxes, usable, "proposed", proposed.method)
+    keep = usable[:, None, None]
+    return ObjectRegions(
+        proposed.box_masks & keep,
+        proposed.boxes,
+        usable,
+        "proposed",
+        proposed.method,
+        pixels=proposed.masks & keep,
+    )

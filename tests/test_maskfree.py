@@ -95,6 +95,13 @@ def test_proposed_boxes_find_the_objects(shortcut_run):
     assert regions.source == "proposed" and regions.method == "grabcut"
     assert regions.usable.all()
     assert (box_iou(regions.boxes, proposals.bounding_boxes(masks)) >= 0.8).all()
+    # The tests use the filled boxes; the proposals' own pixels lie inside them.
+    np.testing.assert_array_equal(
+        regions.masks, sc.metrics.masks_from_boxes(regions.boxes, masks.shape)
+    )
+    assert not (regions.pixels & ~regions.masks).any()
+    overlap = (regions.pixels & masks).sum(axis=(1, 2)) / (regions.pixels | masks).sum(axis=(1, 2))
+    assert (overlap >= 0.8).all()
 
 
 def test_a_background_reader_without_masks_fires_the_default_alarm(shortcut_run):
