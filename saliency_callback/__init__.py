@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place the version is written: pyproject.toml reads it
 
 _EXPORTS = {
     "AlarmEvent": "saliency_callback.alarm",
@@ -39,6 +39,8 @@ _EXPORTS = {
     "mass_in_mask": "saliency_callback.metrics",
     "pointing_game": "saliency_callback.metrics",
     "rank_in_mask": "saliency_callback.metrics",
+    "Display": "saliency_callback.options",
+    "Runtime": "saliency_callback.options",
     "plot_saliency": "saliency_callback.plotting",
     "Renderer": "saliency_callback.render",
     "ProbeFile": "saliency_callback.probe_file",
@@ -65,6 +67,7 @@ _SUBMODULES = (
     "loading",
     "methods",
     "metrics",
+    "options",
     "plotting",
     "postprocess",
     "probe_file",
@@ -95,6 +98,7 @@ if TYPE_CHECKING:
     from saliency_callback import loading as loading
     from saliency_callback import methods as methods
     from saliency_callback import metrics as metrics
+    from saliency_callback import options as options
     from saliency_callback import plotting as plotting
     from saliency_callback import postprocess as postprocess
     from saliency_callback import probe_file as probe_file
@@ -128,6 +132,7 @@ if TYPE_CHECKING:
         pointing_game,
         rank_in_mask,
     )
+    from saliency_callback.options import Display, Runtime
     from saliency_callback.plotting import plot_saliency
     from saliency_callback.probe_file import ProbeFile, read_probe_file, write_probe_file
     from saliency_callback.proposals import ProposedMasks, propose_masks
@@ -152,6 +157,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AlarmEvent",
+    "Display",
     "Explainer",
     "Explanation",
     "GradCAM",
@@ -160,6 +166,7 @@ __all__ = [
     "ProbeFile",
     "ProposedMasks",
     "Renderer",
+    "Runtime",
     "SaliencyCallback",
     "ShortcutAlarm",
     "ShortcutData",

@@ -66,7 +66,9 @@ def object_reader() -> keras.Model:
 
 
 def fit(model, log_dir, images, labels, epochs=2, **kwargs):
-    cb = sc.SaliencyCallback(images, labels=labels, log_dir=str(log_dir), strict=True, **kwargs)
+    cb = sc.SaliencyCallback(
+        images, labels=labels, log_dir=str(log_dir), runtime=sc.Runtime(strict=True), **kwargs
+    )
     model.fit(images, labels, epochs=epochs, verbose=0, callbacks=[cb])
     return cb, read_run(str(log_dir / "saliency"))
 

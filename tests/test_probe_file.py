@@ -12,6 +12,7 @@ from conftest import tiny_cnn
 
 from saliency_callback import cli
 from saliency_callback.callback import SaliencyCallback
+from saliency_callback.options import Runtime
 from saliency_callback.probe_file import (
     ProbeFile,
     ProbeFileError,
@@ -152,7 +153,7 @@ def test_from_probe_file_feeds_a_real_fit(tmp_path):
     pf = probes()
     write_probe_file(path, pf)
     cb = SaliencyCallback.from_probe_file(
-        path, log_dir=str(tmp_path / "logs"), method="vanilla", strict=True
+        path, log_dir=str(tmp_path / "logs"), method="vanilla", runtime=Runtime(strict=True)
     )
     assert len(cb.probes) == 3  # the skipped probe is left out
     np.testing.assert_array_equal(cb.probes.masks, pf.masks[:3])
