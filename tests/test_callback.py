@@ -334,7 +334,12 @@ BAD_CALLBACK_INPUTS = [
     ),
     ("masks values", dict(masks=np.full((4, 12, 12), 0.5)), ValueError, "only 0 and 1"),
     ("label target w/o labels", dict(target="label"), ValueError, "no `labels`"),
-    ("alarm without masks", dict(alarm=dict(monitor="background/reliance")), ValueError, "needs"),
+    (
+        "mask alarm without masks",  # (a background alarm runs on proposed boxes)
+        dict(alarm=dict(threshold=1.0, monitor="mass_in_mask")),
+        ValueError,
+        "needs `masks`",
+    ),
     (
         "alarm threshold",
         dict(alarm=dict(threshold=2.0, monitor="mass_in_mask"), masks=np.ones((4, 12, 12))),
