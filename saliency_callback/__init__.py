@@ -76,6 +76,7 @@ _SUBMODULES = (
     "render",
     "report",
     "resume",
+    "tensorboard_plugin",
     "textures",
     "timeline",
     "worker",
@@ -107,6 +108,7 @@ if TYPE_CHECKING:
     from saliency_callback import render as render
     from saliency_callback import report as report
     from saliency_callback import resume as resume
+    from saliency_callback import tensorboard_plugin as tensorboard_plugin
     from saliency_callback import textures as textures
     from saliency_callback import timeline as timeline
     from saliency_callback import worker as worker
