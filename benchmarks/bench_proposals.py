@@ -73,10 +73,8 @@ def families() -> list[Family]:
 
 
 def available_methods() -> list[str]:
-    import cv2
-
     names = ["grabcut", "spectral_residual", "fine_grained", "centre"]
-    if not hasattr(cv2, "saliency"):  # needs opencv-contrib-python
+    if not proposals.has_saliency_module():  # needs opencv-contrib-python
         names = ["grabcut", "centre"]
     return names
 

@@ -50,6 +50,7 @@ __all__ = [
     "ProposedMasks",
     "bounding_boxes",
     "centre_boxes",
+    "has_saliency_module",
     "propose_masks",
 ]
 
@@ -197,9 +198,21 @@ def _grabcut(image: np.ndarray, band: float, ring: bool, iterations: int) -> np.
     return _largest_region((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD), interior=ring)
 
 
+def has_saliency_module() -> bool:
+    """Whether OpenCV's contrib saliency methods are installed (`opencv-contrib-python`)."""
+    try:
+        cv2 = _cv2()
+    except ImportError:
+        return False
+    saliency = getattr(cv2, "saliency", None)
+    return hasattr(saliency, "StaticSaliencySpectralResidual_create") and hasattr(
+        saliency, "StaticSaliencyFineGrained_create"
+    )
+
+
 def _saliency_region(image: np.ndarray, method: str) -> np.ndarray:
     cv2 = _cv2()
-    if not hasattr(cv2, "saliency"):
+    if not has_saliency_module():
         raise ImportError(
             f"method={method!r} needs OpenCV's contrib modules (`cv2.saliency`): "
             "pip install opencv-contrib-python-headless"

@@ -10,7 +10,13 @@ import pytest
 
 from saliency_callback import datasets
 from saliency_callback.metrics import masks_from_boxes
-from saliency_callback.proposals import METHODS, ProposedMasks, centre_boxes, propose_masks
+from saliency_callback.proposals import (
+    METHODS,
+    ProposedMasks,
+    centre_boxes,
+    has_saliency_module,
+    propose_masks,
+)
 from saliency_callback.textures import TEXTURES, make_texture_data
 
 # Every family, at the usual sizes and at a random position and scale (held-out seed: the
@@ -160,10 +166,8 @@ def test_bad_images_name_the_argument(images, error):
 
 
 def test_saliency_methods_need_opencv_contrib_or_say_so(data):
-    import cv2
-
     for method in ("spectral_residual", "fine_grained"):
-        if hasattr(cv2, "saliency"):
+        if has_saliency_module():
             assert len(propose_masks(data.images, method=method)) == len(data.images)
         else:
             with pytest.raises(ImportError, match="opencv-contrib"):
