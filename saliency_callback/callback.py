@@ -415,6 +415,16 @@ class SaliencyCallback(keras.callbacks.Callback):
             self._background = _background.BackgroundTest.build(
                 self.probes.images, self.probes.masks, label_ids
             )
+            valid = self._background.valid
+            taking_part = np.unique(label_ids[valid]) if label_ids is not None else np.zeros(0)
+            if len(taking_part) == 1:
+                warnings.warn(
+                    f"{_NAME}: every probe in the background tests has class "
+                    f"{self._name(int(taking_part[0]))}; swapping backgrounds within one class "
+                    "cannot show whether the model reads the background, so flip_rate, reliance "
+                    "and gap are not measured (NaN). Add probes of other classes.",
+                    stacklevel=3,
+                )
             raw = self.probes.raw
             self._display_range = self.renderer.value_range or (
                 (0.0, 255.0) if raw.dtype == np.uint8 else None
@@ -447,6 +457,7 @@ class SaliencyCallback(keras.callbacks.Callback):
         self.history = {}
         if self.alarm is not None:
             self.alarm.reset()
+        self._alarm_warned_missing = False
         self._is_chief = _is_chief(self.model)
         self._setup()  # errors here are the user's configuration: raise before training
         self._pending_initial_log = self.log_before_training
@@ -492,7 +503,9 @@ class SaliencyCallback(keras.callbacks.Callback):
             history.purge_from(cut)
         if self.alarm is not None:
             assert self._explainer is not None
-            chances = replay_chances(self.alarm.monitor, history, self._explainer.head.num_classes)
+            chances = replay_chances(
+                self.alarm.monitor, history, self._explainer.head.num_classes, self._chance
+            )
             replay_alarm(self.alarm, history, start, chances)
         if previous % self.freq == 0 and previous not in history.steps:
             self._safely(previous, None)
@@ -682,7 +695,15 @@ class SaliencyCallback(keras.callbacks.Callback):
         """Updates the alarm (synchronously: it may stop training); returns its message."""
         assert self.alarm is not None
         signal = signals.get(self.alarm.monitor)
-        if signal is None:  # e.g. the gap without labels: nothing to watch this epoch
+        if signal is None:  # e.g. a background accuracy of a regression model: never logged
+            if not self._alarm_warned_missing:
+                self._alarm_warned_missing = True
+                warnings.warn(
+                    f"{_NAME}: the alarm watches {self.alarm.monitor!r}, which is not measured "
+                    f"for this model and probe set (at epoch {step} it logs "
+                    f"{sorted(signals)}); the alarm cannot fire",
+                    stacklevel=4,
+                )
             return None
         event = self.alarm.update(step, *signal)
         scalars["saliency/alarm"] = float(event is not None)
