@@ -651,7 +651,9 @@ class SaliencyCallback(keras.callbacks.Callback):
                 self._record(name, mean, step, logs)
             for i, m in enumerate(values["mass_in_mask"]):
                 scalars[f"saliency/mass_in_mask/probe_{i:02d}"] = float(m)
-            scalars["saliency/mass_in_mask_chance"] = float(np.nanmean(self._chance))
+            measured = np.isfinite(self._chance)  # (every mask empty: NaN, without a warning)
+            area = float(self._chance[measured].mean()) if measured.any() else np.nan
+            scalars["saliency/mass_in_mask_chance"] = area
         return scalars
 
     def _background_step(

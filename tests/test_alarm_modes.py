@@ -189,3 +189,48 @@ def test_an_alarm_on_a_signal_the_model_does_not_produce_warns(tmp_path):
     with pytest.warns(UserWarning, match="'background/flip_rate', which is not measured") as w:
         model.fit(images, np.zeros(len(images)), epochs=2, verbose=0, callbacks=[cb])
     assert sum("not measured" in str(x.message) for x in w) == 1  # once per fit
+
+
+class Recording(sc.ShortcutAlarm):
+    """Records the chance level of every update (the live ones and those replayed)."""
+
+    def update(self, step, value, per_probe=None, chance=None):
+        self.chances.append((step, chance))
+        return super().update(step, value, per_probe, chance)
+
+
+def test_a_resume_replays_the_chance_level_the_live_alarm_used(tmp_path):
+    """Probe 8 is black: the object reader's map of it is 0 (no mass: NaN), so the live chance
+    level is the area of the other probes' masks (16/144), not the mean over all masks with
+    probe 8's large one (the logged `mass_in_mask_chance`); the replay must use the same."""
+    images, labels, masks = probe_set(object_reads_class=True)
+    images[8] = 0.0
+    masks[8] = False
+    masks[8, 1:11, 1:11] = True
+    model = two_readers()
+    log_dir, backup = str(tmp_path / "logs"), str(tmp_path / "backup")
+    alarms = []
+
+    def callbacks(stop):
+        alarms.append(Recording(0.5, monitor="mass_in_mask", relative_to="chance"))
+        alarms[-1].chances = []
+        cb = sc.SaliencyCallback(
+            images,
+            labels=labels,
+            masks=masks,
+            log_dir=log_dir,
+            method="vanilla",
+            alarm=alarms[-1],
+            overview=False,
+            timeline=False,
+            strict=True,
+        )
+        return [Reads("object"), cb, keras.callbacks.BackupAndRestore(backup), PreemptAt(stop)]
+
+    with pytest.raises(PreemptedError):
+        model.fit(images, labels, epochs=3, verbose=0, callbacks=callbacks(1))
+    model.fit(images, labels, epochs=3, verbose=0, callbacks=callbacks(-1))
+    live, resumed = alarms[0].chances, alarms[1].chances
+    assert live == [(0, pytest.approx(16 / 144)), (1, pytest.approx(16 / 144))]
+    assert resumed[:2] == live  # replayed, then step 2 live
+    assert [s for s, _ in resumed] == [0, 1, 2]
