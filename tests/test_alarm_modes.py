@@ -134,7 +134,7 @@ def fired(run) -> list[int]:
     return steps
 
 
-@pytest.mark.tf_only  # one mode runs on every backend (below); all three cost ~10 fits
+@pytest.mark.tf_only  # one mode runs on every backend (a resume, below); all cost ~15 fits
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_each_mode_fires_on_a_background_reader_through_fit(tmp_path, mode):
     expected = MODES[mode][3]
@@ -172,6 +172,7 @@ def test_a_missing_chance_level_warns_instead_of_never_firing():
         alarm.update(0, 0.01)
 
 
+@pytest.mark.tf_only  # backend-free logic
 def test_an_alarm_on_a_signal_the_model_does_not_produce_warns(tmp_path):
     """A regression model has no predicted class: an alarm on the flip rate cannot fire."""
     images, _, masks = probe_set(object_reads_class=False)
@@ -199,6 +200,7 @@ class Recording(sc.ShortcutAlarm):
         return super().update(step, value, per_probe, chance)
 
 
+@pytest.mark.tf_only  # backend-free logic
 def test_a_resume_replays_the_chance_level_the_live_alarm_used(tmp_path):
     """Probe 8 is black: the object reader's map of it is 0 (no mass: NaN), so the live chance
     level is the area of the other probes' masks (16/144), not the mean over all masks with
