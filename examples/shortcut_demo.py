@@ -119,9 +119,8 @@ def train_one(
         test.labels[:num_probes],
         test.masks[:num_probes],
         log_dir=log_dir,
-        run_name=f"saliency_{name}",
+        runtime=sc.Runtime(run_name=f"saliency_{name}", log_before_training=True),
         class_names=list(test.class_names),
-        log_before_training=True,
         # The recommended alarm (and the default method, SmoothGrad): it fires when, with
         # each probe's object pasted onto another probe's background, the predictions follow
         # the background's probe rather than the object's (reliance above 0.5).

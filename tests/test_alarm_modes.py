@@ -11,12 +11,13 @@ import keras
 import numpy as np
 import pytest
 from tb_events import read_run
-from test_background import K, S, probe_set
+from test_background import K, S, probe_set, vanilla_callback
 from test_resume import PreemptAt, PreemptedError
 
 import saliency_callback as sc
 
 EPOCHS = 4
+LEAN = sc.Display(overview=False, timeline=False)  # the alarm needs no images
 
 
 def two_readers() -> keras.Model:
@@ -97,17 +98,7 @@ def fit(tmp_path, mode, shortcut, preempt_at=None):
     log_dir, backup = tmp_path / "logs", str(tmp_path / "backup")
 
     def callbacks(stop):
-        cb = sc.SaliencyCallback(
-            images,
-            labels=labels,
-            masks=masks,
-            log_dir=str(log_dir),
-            method="vanilla",
-            alarm=make_alarm(),
-            overview=False,
-            timeline=False,
-            strict=True,
-        )
+        cb = vanilla_callback(log_dir, images, labels, masks, alarm=make_alarm(), display=LEAN)
         parts = [Reads(*schedule), cb, keras.callbacks.BackupAndRestore(backup)]
         return cb, [*parts, PreemptAt(stop)] if stop is not None else parts
 
@@ -179,14 +170,8 @@ def test_an_alarm_on_a_signal_the_model_does_not_produce_warns(tmp_path):
     inp = keras.Input((S, S, 3))
     model = keras.Model(inp, keras.layers.Dense(1)(keras.layers.GlobalAveragePooling2D()(inp)))
     model.compile(keras.optimizers.SGD(0.0), "mse")
-    cb = sc.SaliencyCallback(
-        images,
-        masks=masks,
-        log_dir=str(tmp_path),
-        method="vanilla",
-        alarm=sc.ShortcutAlarm(0.5, monitor="background/flip_rate"),
-        strict=True,
-    )
+    alarm = sc.ShortcutAlarm(0.5, monitor="background/flip_rate")
+    cb = vanilla_callback(tmp_path, images, masks=masks, alarm=alarm)
     with pytest.warns(UserWarning, match="'background/flip_rate', which is not measured") as w:
         model.fit(images, np.zeros(len(images)), epochs=2, verbose=0, callbacks=[cb])
     assert sum("not measured" in str(x.message) for x in w) == 1  # once per fit
@@ -216,17 +201,7 @@ def test_a_resume_replays_the_chance_level_the_live_alarm_used(tmp_path):
     def callbacks(stop):
         alarms.append(Recording(0.5, monitor="mass_in_mask", relative_to="chance"))
         alarms[-1].chances = []
-        cb = sc.SaliencyCallback(
-            images,
-            labels=labels,
-            masks=masks,
-            log_dir=log_dir,
-            method="vanilla",
-            alarm=alarms[-1],
-            overview=False,
-            timeline=False,
-            strict=True,
-        )
+        cb = vanilla_callback(log_dir, images, labels, masks, alarm=alarms[-1], display=LEAN)
         return [Reads("object"), cb, keras.callbacks.BackupAndRestore(backup), PreemptAt(stop)]
 
     with pytest.raises(PreemptedError):

@@ -66,7 +66,12 @@ def frozen(model: keras.Model) -> keras.Model:
 
 def fit_with_callback(model, tmp_path, images, labels, masks, **kwargs):
     cb = sc.SaliencyCallback(
-        images, labels=labels, masks=masks, log_dir=str(tmp_path), strict=True, **kwargs
+        images,
+        labels=labels,
+        masks=masks,
+        log_dir=str(tmp_path),
+        runtime=sc.Runtime(strict=True),
+        **kwargs,
     )
     history = model.fit(images, labels, epochs=2, verbose=0, callbacks=[cb])
     return cb, history, read_run(str(tmp_path / "saliency"))
@@ -180,7 +185,12 @@ def test_flip_rate_needs_no_labels_and_boxes_work_like_masks(tmp_path):
     xs = [np.flatnonzero(m.any(axis=0)) for m in masks]
     boxes = np.array([[x[0], y[0], x[-1] + 1, y[-1] + 1] for x, y in zip(xs, ys, strict=True)])
     np.testing.assert_array_equal(sc.metrics.masks_from_boxes(boxes, masks.shape), masks)
-    cb = sc.SaliencyCallback(images, boxes=boxes, log_dir=str(tmp_path), strict=True)
+    cb = sc.SaliencyCallback(
+        images,
+        boxes=boxes,
+        log_dir=str(tmp_path),
+        runtime=sc.Runtime(strict=True),
+    )
     background_reader().fit(images, np.zeros(N), epochs=1, verbose=0, callbacks=[cb])
     scalars = read_run(str(tmp_path / "saliency")).scalars
     # Without labels a partner may share the class, hence the background colour: no flip then.
@@ -258,7 +268,11 @@ def test_empty_and_full_masks_are_left_out_with_one_warning(tmp_path):
     masks[5] = True
     with pytest.warns(UserWarning, match=r"probes \[2, 5\] have an empty mask or one covering"):
         cb = sc.SaliencyCallback(
-            images, labels=labels, masks=masks, log_dir=str(tmp_path), strict=True
+            images,
+            labels=labels,
+            masks=masks,
+            log_dir=str(tmp_path),
+            runtime=sc.Runtime(strict=True),
         )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no further warning during training
@@ -318,7 +332,11 @@ def test_a_probe_set_without_swappable_pairs_logs_without_crashing(tmp_path):
     masks[1:] = False
     with pytest.warns(UserWarning, match="left out of the background tests"):
         cb = sc.SaliencyCallback(
-            images, labels=labels, masks=masks, log_dir=str(tmp_path), strict=True
+            images,
+            labels=labels,
+            masks=masks,
+            log_dir=str(tmp_path),
+            runtime=sc.Runtime(strict=True),
         )
     background_reader().fit(images, labels, epochs=1, verbose=0, callbacks=[cb])
     run = read_run(str(tmp_path / "saliency"))
@@ -330,14 +348,25 @@ def test_a_probe_set_without_swappable_pairs_logs_without_crashing(tmp_path):
 # -- edge cases ----------------------------------------------------------------------------------
 
 
+def vanilla_callback(log_dir, images, labels=None, masks=None, **kwargs):
+    """A strict callback with the cheapest method (these tests are about the background)."""
+    return sc.SaliencyCallback(
+        images,
+        labels=labels,
+        masks=masks,
+        log_dir=str(log_dir),
+        method="vanilla",
+        runtime=sc.Runtime(strict=True),
+        **kwargs,
+    )
+
+
 def test_a_single_class_says_the_swap_test_cannot_run(tmp_path):
     """Every probe of one class: a background reader keeps its prediction under swaps between
     same-coloured backgrounds. Flip rate 0 and gap 0 would be a false all-clear: they are NaN,
     with a warning."""
     images, labels, masks = probe_set(object_reads_class=False, classes=1)
-    cb = sc.SaliencyCallback(
-        images, labels=labels, masks=masks, log_dir=str(tmp_path), method="vanilla", strict=True
-    )
+    cb = vanilla_callback(tmp_path, images, labels, masks)
     with pytest.warns(UserWarning, match="every probe in the background tests has class 0"):
         background_reader().fit(images, labels, epochs=1, verbose=0, callbacks=[cb])
     last = {t: v[-1][1] for t, v in read_run(str(tmp_path / "saliency")).scalars.items()}
@@ -355,15 +384,7 @@ def test_a_one_unit_sigmoid_background_reader(tmp_path):
     model = keras.Model(inp, dense(keras.layers.GlobalAveragePooling2D()(inp)))
     dense.set_weights([np.array([[-10.0], [10.0], [0.0]], np.float32), np.zeros(1, np.float32)])
     model.compile(keras.optimizers.SGD(0.0), "binary_crossentropy")
-    cb = sc.SaliencyCallback(
-        images,
-        labels=labels,
-        masks=masks,
-        log_dir=str(tmp_path),
-        method="vanilla",
-        class_names=["red", "green"],
-        strict=True,
-    )
+    cb = vanilla_callback(tmp_path, images, labels, masks, class_names=["red", "green"])
     model.fit(images, labels.astype(np.float32), epochs=1, verbose=0, callbacks=[cb])
     run = read_run(str(tmp_path / "saliency"))
     last = {t: v[-1][1] for t, v in run.scalars.items()}
@@ -384,9 +405,7 @@ def tile(panel: np.ndarray, j: int) -> np.ndarray:
 def test_uint8_probes_show_their_own_colours_in_the_background_panel(tmp_path):
     images, labels, masks = probe_set(object_reads_class=False)
     raw = np.round(images * 255).astype(np.uint8)
-    cb = sc.SaliencyCallback(
-        raw, labels=labels, masks=masks, log_dir=str(tmp_path), method="vanilla", strict=True
-    )
+    cb = vanilla_callback(tmp_path, raw, labels, masks)
     background_reader().fit(raw, labels, epochs=1, verbose=0, callbacks=[cb])
     run = read_run(str(tmp_path / "saliency"))
     assert run.scalars["saliency/background/flip_rate"] == [(0, 1.0)]  # 0..255 inputs too
@@ -409,14 +428,7 @@ def test_every_mask_invalid_logs_nan_without_further_warnings(tmp_path, fill):
     images, labels, masks = probe_set(object_reads_class=False)
     masks[:] = fill
     with pytest.warns(UserWarning, match=r"probes \[0, 1, 2, 3, 4, 5, 6, 7, 8\]"):
-        cb = sc.SaliencyCallback(
-            images,
-            labels=labels,
-            masks=masks,
-            log_dir=str(tmp_path),
-            method="vanilla",
-            strict=True,
-        )
+        cb = vanilla_callback(tmp_path, images, labels, masks)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing more: e.g. numpy's "Mean of empty slice"
         background_reader().fit(images, labels, epochs=1, verbose=0, callbacks=[cb])
@@ -461,7 +473,7 @@ def test_regression_without_targets_measures_swap_change(tmp_path, pool, expecte
     """No labels: only `swap_change`. The object reader's output is its object's value, which
     the swap keeps: exactly 0. The mean moves by the backgrounds' difference times their area."""
     images, masks = regression_probes()
-    cb = sc.SaliencyCallback(images, masks=masks, log_dir=str(tmp_path), strict=True)
+    cb = vanilla_callback(tmp_path, images, masks=masks)
     model = regression_model(pool)
     model.fit(images, np.zeros(N), epochs=1, verbose=0, callbacks=[cb])
     scalars = read_run(str(tmp_path / "saliency")).scalars

@@ -41,7 +41,7 @@ def masks(n):
 LABELS = [0, 1, 2, 0]
 
 
-def callback(log_dir, freq=1, **kw):
+def callback(log_dir, freq=1, background_writer=True):
     # The background alarm with a threshold every value is above: with patience 3 it fires at
     # the third logged epoch after training starts, whether or not training was interrupted.
     return sc.SaliencyCallback(
@@ -51,9 +51,9 @@ def callback(log_dir, freq=1, **kw):
         log_dir=str(log_dir),
         freq=freq,
         alarm=sc.ShortcutAlarm(-1.5, 3, monitor="background/reliance"),
-        log_before_training=True,
-        strict=True,
-        **kw,
+        runtime=sc.Runtime(
+            log_before_training=True, strict=True, background_writer=background_writer
+        ),
     )
 
 
