@@ -16,7 +16,7 @@ from test_resume import PreemptAt, PreemptedError
 
 import saliency_callback as sc
 
-EPOCHS = 4
+EPOCHS = 3
 LEAN = sc.Display(overview=False, timeline=False)  # the alarm needs no images
 
 

@@ -338,7 +338,8 @@ def test_a_probe_set_without_swappable_pairs_logs_without_crashing(tmp_path):
             log_dir=str(tmp_path),
             runtime=sc.Runtime(strict=True),
         )
-    background_reader().fit(images, labels, epochs=1, verbose=0, callbacks=[cb])
+    with pytest.warns(UserWarning, match="every probe in the background tests has class 0"):
+        background_reader().fit(images, labels, epochs=1, verbose=0, callbacks=[cb])
     run = read_run(str(tmp_path / "saliency"))
     assert np.isnan(run.scalars["saliency/background/flip_rate"][0][1])
     assert run.scalars["saliency/background/only_bg_accuracy"][0][1] == 1.0  # probe 0 only
