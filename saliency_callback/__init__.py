@@ -71,6 +71,7 @@ _SUBMODULES = (
     "render",
     "report",
     "resume",
+    "tensorboard_plugin",
     "timeline",
     "worker",
     "writer",
@@ -99,6 +100,7 @@ if TYPE_CHECKING:
     from saliency_callback import render as render
     from saliency_callback import report as report
     from saliency_callback import resume as resume
+    from saliency_callback import tensorboard_plugin as tensorboard_plugin
     from saliency_callback import timeline as timeline
     from saliency_callback import worker as worker
     from saliency_callback import writer as writer

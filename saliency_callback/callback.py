@@ -79,7 +79,8 @@ class SaliencyCallback(keras.callbacks.Callback):
       `saliency/rank_in_mask` and `saliency/mass_in_mask_chance` (the masks' area fraction).
       The means are also added to Keras's `logs` as `saliency_mass_in_mask`, ... so
       `CSVLogger`, `History` and `EarlyStopping` see them (on logged epochs);
-    - with an `alarm`: the scalar `saliency/alarm` (1 when the alarm fires, else 0) and
+    - with an `alarm`: the scalar `saliency/alarm` (1 when the alarm fires, else 0),
+      `saliency/alarm_limit/<signal>` (the threshold at that epoch, on the watched signal) and
       the text `saliency/alarm_message` explaining it; `saliency/nonfinite` marks epochs whose
       outputs were NaN/inf (their images are skipped).
 
@@ -671,6 +672,8 @@ class SaliencyCallback(keras.callbacks.Callback):
             return None
         event = self.alarm.update(step, *signal)
         scalars["saliency/alarm"] = float(event is not None)
+        # The threshold at this step, on the watched signal (the dashboard draws it).
+        scalars[f"saliency/alarm_limit/{self.alarm.monitor}"] = self.alarm.limit(signal[2])
         if event is None:
             return None
         self.alarm_events.append(event)
