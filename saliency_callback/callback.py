@@ -467,16 +467,17 @@ class SaliencyCallback(keras.callbacks.Callback):
         self._worker.install_sigint_wait()
 
     def _warm_up(self) -> None:
-        """Traces and runs the compiled functions, and renders and encodes, once on one probe
-        before training (see `Explainer.warm_up`, `StepWriter.warm_up`): the first logged epoch
-        then blocks about as long as a later one, and no first-time work overlaps training."""
+        """Traces and runs the compiled functions once on one probe before training, and hands
+        the worker a first job that renders and encodes one panel (`Explainer.warm_up`,
+        `StepWriter.warm_up`): the first logged epoch then blocks about as long as a later one,
+        and its step is rendered without first-time costs."""
         if not self._is_chief or self._explainer is None or self._prepared is None:
             return
         traces = self._explainer.tracing_count
         try:
             self._explainer.warm_up(*self._prepared)
-            if self._step_writer is not None:
-                self._step_writer.warm_up()
+            if self._step_writer is not None:  # where the steps are rendered (the worker)
+                self._worker.submit(-1, self._step_writer.warm_up)
         except Exception:  # the epoch end meets the same error and reports it (a warning)
             if self.strict:
                 raise
