@@ -32,7 +32,16 @@ from saliency_callback.writer import RunWriter, check_log_dir
 
 _NAME = "SaliencyCallback"
 # Background signals that also go into Keras's `logs` (CSVLogger, History, EarlyStopping).
-_LOGGED_BACKGROUND = ("gap", "flip_rate", "reliance", "swap_change", "only_bg_accuracy")
+_LOGGED_BACKGROUND = (
+    "gap",
+    "flip_rate",
+    "reliance",
+    "swap_change",
+    "only_bg_accuracy",
+    "harm",
+    "harm_low",
+    "harm_high",
+)
 Signals = dict[str, tuple[float, np.ndarray | None, float | None]]
 """What the alarm can watch: signal -> (mean, per-probe values or None, chance level or None)."""
 
@@ -668,7 +677,8 @@ class SaliencyCallback(keras.callbacks.Callback):
             if name == "only_bg_chance":
                 continue
             has_chance = MONITORS.get(key, ("", None))[1] is not None
-            signals[key] = (value, per_probe_signal, chance if has_chance else None)
+            per = per_probe.get("harm") if name.startswith("harm") else per_probe_signal
+            signals[key] = (value, per, chance if has_chance else None)
             self._record(key, value, step, logs, name in _LOGGED_BACKGROUND)
         outs = [result.outputs] + [variants[v] for v in ("only_fg", "only_bg", "mixed_rand")]
         return scalars, [self._prediction_texts(o) for o in outs]
@@ -684,7 +694,8 @@ class SaliencyCallback(keras.callbacks.Callback):
         signal = signals.get(self.alarm.monitor)
         if signal is None:  # e.g. the gap without labels: nothing to watch this epoch
             return None
-        event = self.alarm.update(step, *signal)
+        context = {name: value for name, (value, _, _) in signals.items()}
+        event = self.alarm.update(step, *signal, context=context)
         scalars["saliency/alarm"] = float(event is not None)
         if event is None:
             return None
