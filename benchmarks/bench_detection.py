@@ -45,6 +45,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,7 @@ POOL = 64
 PROBE_COUNTS = (8, 16, 32, 64)
 HARMFUL, HARMLESS = 0.25, 0.05
 BY_EPOCH = 3
+DEFAULT_PROBES = 16  # probes.DEFAULT_NUM_PROBES
 
 
 @dataclass
@@ -217,14 +219,15 @@ def pool_masks(pool: Any, seed: int) -> dict[str, tuple[np.ndarray, bool]]:
     proposals = _proposals()
     if proposals is not None:
         proposed = proposals.propose_masks(pool.images)
-        kinds["proposed"] = (np.asarray(proposed.masks, bool), True)
-        kinds["proposed box"] = (metrics.masks_from_boxes(proposed.boxes, shape), True)
+        found = ~np.asarray(proposed.fallback, bool)[:, None, None]  # fallbacks left out
+        kinds["proposed"] = (np.asarray(proposed.masks, bool) & found, True)
+        kinds["proposed box"] = (metrics.masks_from_boxes(proposed.boxes, shape) & found, True)
     return kinds
 
 
 def _proposals() -> Any:
     try:
-        from saliency_callback import proposals  # type: ignore[attr-defined]
+        from saliency_callback import proposals
     except ImportError:
         return None
     return proposals
@@ -236,18 +239,25 @@ Values = dict[str, float]
 EVAL_VERSION = 2  # bump when the background tests change: cached evaluations are redone
 
 
+def counts_for(kind: str, args: argparse.Namespace) -> list[int]:
+    """Probe counts evaluated per mask kind: all for exact masks (the probe-count table), the
+    default count for the others (the evaluation is the benchmark's costliest part)."""
+    default = [n for n in args.probe_counts if n == DEFAULT_PROBES] or args.probe_counts[:1]
+    return list(args.probe_counts) if kind == "mask" else default
+
+
 def evaluate_model(
     m: Model, cache: Path, args: argparse.Namespace, nets: dict[int, keras.Model]
 ) -> dict[tuple[str, str, int, int], list[Values]]:
     """One model's background-test scalars per (mask kind, probe count, probe set), per epoch;
     cached per mask kind in the model's folder."""
     pool = data(m.family, args.pool, m.dose, m.seed + 1000, args.size)
-    counts = "-".join(map(str, args.probe_counts))
     files = {}
     out: dict[tuple[str, str, int, int], list[Values]] = {}
     todo = {}
     for kind, masks in pool_masks(pool, m.seed).items():
         name = kind.replace(" ", "_").replace(",", "")
+        counts = "-".join(map(str, counts_for(kind, args)))
         files[kind] = cache / m.key / f"eval-v{EVAL_VERSION}-{name}-{args.pool}-{counts}.json"
         if files[kind].exists():
             for key, series in json.loads(files[kind].read_text()).items():
@@ -261,9 +271,10 @@ def evaluate_model(
     if size not in nets:
         nets[size] = small_cnn(size, 0)
     net = nets[size]
+    warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")  # not used
     tests = []
     for kind, (masks, labelled) in todo.items():
-        for n in args.probe_counts:
+        for n in counts_for(kind, args):
             for s in range(args.pool // n):
                 rows = np.arange(s * n, (s + 1) * n)
                 classes = pool.labels[rows] if labelled else None
@@ -388,7 +399,7 @@ def tables(
 ) -> list[str]:
     families = [f for f in args.families if any(m.family == f for m in models)]
     kinds = [k for k in (*MASK_KINDS, *PROPOSED_KINDS) if any(r[1] == k for r in results)]
-    n0 = 16 if 16 in args.probe_counts else args.probe_counts[0]
+    n0 = counts_for("box", args)[0]
     out = []
     rows = []
     for family in families:
@@ -457,7 +468,7 @@ def tables(
         )
     )
     rows = []
-    for kind in [k for k in ("mask", "box", "shifted box", "mask, no labels") if k in kinds]:
+    for kind in ["mask"]:
         for n in args.probe_counts:
             found = outcomes(results, models, DEFAULT_RULE, kind, n)
             bins = []
@@ -534,7 +545,7 @@ def plot(
 
     edges = np.array([-1.0, HARMLESS, 0.15, HARMFUL, 0.4, 0.6, 0.8, 0.95, 1.01])
     centres = np.array([0.0, 0.1, 0.2, 0.32, 0.5, 0.7, 0.87, 0.98])
-    n0 = 16 if 16 in args.probe_counts else args.probe_counts[0]
+    n0 = counts_for("box", args)[0]
 
     def curve(found: list[Outcome]) -> tuple[np.ndarray, np.ndarray]:
         xs, ys = [], []

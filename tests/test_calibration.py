@@ -5,10 +5,14 @@ the default `ShortcutAlarm()` through the callback."""
 from __future__ import annotations
 
 import math
+import warnings
 
+import keras
 import numpy as np
 import pytest
+from tb_events import read_run
 from test_background import background_reader, fit_with_callback, object_reader, probe_set
+from test_resume import PreemptAt, PreemptedError
 
 import saliency_callback as sc
 from saliency_callback import background as bg
@@ -172,3 +176,36 @@ def test_the_default_alarm_stays_quiet_on_an_object_reader(tmp_path):
     lows = [v for _, v in run.scalars["saliency/background/harm_low"]]
     assert not any(v > 0.05 for v in lows)  # NaN (no background says a class) or small
     assert cb.alarm_events == []
+
+
+def test_a_resumed_run_fires_the_default_alarm_where_an_uninterrupted_one_does(tmp_path):
+    """The default alarm's streak (patience 3) is rebuilt from the logged `harm_low` after a
+    preemption, so it fires at the same step as without one."""
+    images, labels, masks = probe_set(object_reads_class=False)
+
+    def fit(name, preempt_at):
+        log_dir = tmp_path / name
+        cb = sc.SaliencyCallback(
+            images,
+            labels=labels,
+            masks=masks,
+            log_dir=str(log_dir),
+            strict=True,
+            alarm=sc.ShortcutAlarm(patience=3),
+        )
+        parts = [keras.callbacks.BackupAndRestore(str(tmp_path / f"{name}-backup")), cb]
+        model = background_reader()  # frozen: the same harm every epoch
+        model.fit(images, labels, epochs=5, verbose=0, callbacks=[*parts, PreemptAt(preempt_at)])
+        return log_dir
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the alarm's warning
+        straight = fit("straight", -1)
+        with pytest.raises(PreemptedError):
+            fit("resumed", 1)
+        resumed = fit("resumed", -1)
+    fired = [
+        [s for s, v in read_run(str(d / "saliency")).scalars["saliency/alarm"] if v == 1.0]
+        for d in (straight, resumed)
+    ]
+    assert fired == [[2], [2]]
