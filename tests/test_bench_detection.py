@@ -57,7 +57,7 @@ def test_quick_detection_benchmark(tmp_path, capsys):
     text = markdown.read_text()
     tables = parse_tables(text)
     assert tables == parse_tables(printed[printed.index("### ") :])  # the same tables printed
-    assert len(tables) == 5  # ground truth, rules, mask kinds, probe count, estimate
+    assert len(tables) == 6  # truth, rules, mask kinds, per-epoch harm, probe count, estimate
 
     truth = next(rows for title, rows in tables.items() if title.startswith("Ground truth"))
     harm = {float(r["cue share"]): float(r["harm (mean)"]) for r in truth}
