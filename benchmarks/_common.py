@@ -19,13 +19,23 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from saliency_callback import SaliencyCallback, ShortcutData
+from saliency_callback import Runtime, SaliencyCallback, ShortcutData, make_shortcut_data
 
 NUM_PROBES = 32
 NUM_CLASSES = 10
 
 
 # -- workloads --------------------------------------------------------------------------------
+
+
+def make_probes(size: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """32 probe images in [0, 1] and labels (class ids of the 10-way head)."""
+    if kind == "random":
+        rng = np.random.default_rng(1)
+        images = rng.random((NUM_PROBES, size, size, 3)).astype(np.float32)
+        return images, rng.integers(0, NUM_CLASSES, NUM_PROBES)
+    data = make_shortcut_data(NUM_PROBES, image_size=size, num_classes=6, seed=1)
+    return data.images, data.labels
 
 
 def small_cnn(
@@ -157,5 +167,5 @@ def full_callback(probes: ShortcutData, log_dir: str) -> SaliencyCallback:
         class_names=list(probes.class_names),
         method="vanilla",
         log_dir=log_dir,
-        strict=True,
+        runtime=Runtime(strict=True),
     )

@@ -20,9 +20,17 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
-from _common import NUM_CLASSES, GradientReference, Workload, dir_bytes, small_cnn, timed
+from _common import (
+    NUM_CLASSES,
+    GradientReference,
+    Workload,
+    dir_bytes,
+    make_probes,
+    small_cnn,
+    timed,
+)
 
-from saliency_callback import SaliencyCallback, make_shortcut_data
+from saliency_callback import Display, Runtime, SaliencyCallback, make_shortcut_data
 from saliency_callback.timeline import overlay_tiles
 
 MODES = {
@@ -32,10 +40,21 @@ MODES = {
 }
 
 
-def _callback(images: np.ndarray, labels: np.ndarray | None, log_dir: str, **kw: Any) -> Any:
+def _callback(
+    images: np.ndarray,
+    labels: np.ndarray | None,
+    log_dir: str,
+    background_writer: bool = True,
+    timeline: bool = True,
+) -> Any:
     """Vanilla gradients (the issue's measurements), whatever the callback's default method."""
     return SaliencyCallback(
-        images, labels=labels, log_dir=log_dir, method="vanilla", strict=True, **kw
+        images,
+        labels=labels,
+        log_dir=log_dir,
+        method="vanilla",
+        display=Display(timeline=timeline),
+        runtime=Runtime(strict=True, background_writer=background_writer),
     )
 
 
@@ -47,8 +66,6 @@ def bench_blocking(workload: Workload, repeats: int, kind: str = "random") -> di
     in a real `fit` it overlaps the next epoch's training). Also the worker's whole step
     (`on_epoch_end` + waiting for the write) for information.
     """
-    from bench_callback import make_probes
-
     images, labels = make_probes(workload.size, kind)
     model = workload.build()
     ref = GradientReference(model, workload.gradcam_layer)
@@ -127,8 +144,7 @@ def bench_fit_modes(images_per_epoch: int, epochs: int, rounds: int) -> None:
             masks=probes.masks,
             log_dir=os.path.join(tmp, name),
             method="vanilla",
-            strict=True,
-            background_writer=name == "worker",
+            runtime=Runtime(strict=True, background_writer=name == "worker"),
         )
         for name in ("worker", "inline")
     }

@@ -104,7 +104,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 from _common import (
-    NUM_CLASSES,
     NUM_PROBES,
     WORKLOADS,
     GradientReference,
@@ -112,6 +111,7 @@ from _common import (
     dir_bytes,
     environment,
     full_callback,
+    make_probes,
     relative_diff,
     small_cnn,
     timed,
@@ -120,7 +120,7 @@ from _long_runs import bench_blocking, bench_fit_modes, bench_growth, growth_mai
 from PIL import Image
 from tensorboard.plugins.image import metadata as tb_image_metadata
 
-from saliency_callback import GradCAM, SaliencyCallback, make_shortcut_data
+from saliency_callback import GradCAM, Runtime, SaliencyCallback, make_shortcut_data
 
 TARGETS = {"cnn": 1.30, "mobilenet": 1.15}
 FIT_TARGET_PCT = 2.0
@@ -128,16 +128,6 @@ FIT_IMAGES = 10_000
 
 
 # -- workloads --------------------------------------------------------------------------------
-
-
-def make_probes(size: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """32 probe images in [0, 1] and labels (class ids of the 10-way head)."""
-    if kind == "random":
-        rng = np.random.default_rng(1)
-        images = rng.random((NUM_PROBES, size, size, 3)).astype(np.float32)
-        return images, rng.integers(0, NUM_CLASSES, NUM_PROBES)
-    data = make_shortcut_data(NUM_PROBES, image_size=size, num_classes=6, seed=1)
-    return data.images, data.labels
 
 
 def make_method(name: str, workload: Workload) -> Any:
@@ -304,8 +294,7 @@ def bench_case(
             labels=labels,
             log_dir=tmp,
             method=make_method(method, workload),
-            strict=True,
-            background_writer=False,
+            runtime=Runtime(strict=True, background_writer=False),
         )
         ref = Reference(model, workload.gradcam_layer, os.path.join(tmp, "reference"))
         x = tf.constant(images)

@@ -119,9 +119,8 @@ def train_one(
         test.labels[:num_probes],
         test.masks[:num_probes],
         log_dir=log_dir,
-        run_name=f"saliency_{name}",
+        runtime=sc.Runtime(run_name=f"saliency_{name}", log_before_training=True),
         class_names=list(test.class_names),
-        log_before_training=True,
         # The recommended alarm (and the default method, SmoothGrad): it fires when the
         # accuracy the model is estimated to lose where the background disagrees, from the
         # probes' background swaps, is above 0.05 at its 95% lower bound.

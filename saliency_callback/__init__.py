@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place the version is written: pyproject.toml reads it
 
 _EXPORTS = {
     "AlarmEvent": "saliency_callback.alarm",
@@ -36,8 +36,13 @@ _EXPORTS = {
     "mass_in_mask": "saliency_callback.metrics",
     "pointing_game": "saliency_callback.metrics",
     "rank_in_mask": "saliency_callback.metrics",
+    "Display": "saliency_callback.options",
+    "Runtime": "saliency_callback.options",
     "plot_saliency": "saliency_callback.plotting",
     "Renderer": "saliency_callback.render",
+    "ProbeFile": "saliency_callback.probe_file",
+    "read_probe_file": "saliency_callback.probe_file",
+    "write_probe_file": "saliency_callback.probe_file",
 }
 
 # The public submodules, reachable as attributes (`saliency_callback.metrics`) without an
@@ -45,6 +50,7 @@ _EXPORTS = {
 # `from saliency_callback import *` does not import all of them (and TensorFlow).
 _SUBMODULES = (
     "alarm",
+    "annotate",
     "background",
     "backends",
     "callback",
@@ -57,8 +63,10 @@ _SUBMODULES = (
     "loading",
     "methods",
     "metrics",
+    "options",
     "plotting",
     "postprocess",
+    "probe_file",
     "probes",
     "render",
     "report",
@@ -70,6 +78,7 @@ _SUBMODULES = (
 
 if TYPE_CHECKING:
     from saliency_callback import alarm as alarm
+    from saliency_callback import annotate as annotate
     from saliency_callback import backends as backends
     from saliency_callback import background as background
     from saliency_callback import callback as callback
@@ -82,8 +91,10 @@ if TYPE_CHECKING:
     from saliency_callback import loading as loading
     from saliency_callback import methods as methods
     from saliency_callback import metrics as metrics
+    from saliency_callback import options as options
     from saliency_callback import plotting as plotting
     from saliency_callback import postprocess as postprocess
+    from saliency_callback import probe_file as probe_file
     from saliency_callback import probes as probes
     from saliency_callback import render as render
     from saliency_callback import report as report
@@ -112,7 +123,9 @@ if TYPE_CHECKING:
         pointing_game,
         rank_in_mask,
     )
+    from saliency_callback.options import Display, Runtime
     from saliency_callback.plotting import plot_saliency
+    from saliency_callback.probe_file import ProbeFile, read_probe_file, write_probe_file
     from saliency_callback.render import Renderer
 
 
@@ -133,12 +146,15 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AlarmEvent",
+    "Display",
     "Explainer",
     "Explanation",
     "GradCAM",
     "IntegratedGradients",
     "Method",
+    "ProbeFile",
     "Renderer",
+    "Runtime",
     "SaliencyCallback",
     "ShortcutAlarm",
     "ShortcutData",
@@ -153,4 +169,6 @@ __all__ = [
     "plot_saliency",
     "pointing_game",
     "rank_in_mask",
+    "read_probe_file",
+    "write_probe_file",
 ]

@@ -7,6 +7,7 @@ The callback only wires parts together: `probes` (validated arrays), `engine` (m
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -22,9 +23,9 @@ from saliency_callback.alarm import MONITORS, AlarmEvent, ShortcutAlarm
 from saliency_callback.engine import Explainer, Explanation
 from saliency_callback.inputs import TargetSpec
 from saliency_callback.methods import RECOMMENDED, Method, get_method
+from saliency_callback.options import Display, Runtime, legacy_options, positive_int
 from saliency_callback.postprocess import Normalization, Reduction
 from saliency_callback.probes import Probes, load_probes
-from saliency_callback.render import Renderer
 from saliency_callback.resume import read_history, replay_alarm, replay_chances
 from saliency_callback.timeline import Timeline
 from saliency_callback.worker import StepPayload, StepWriter, Worker
@@ -47,13 +48,7 @@ Signals = dict[str, tuple[float, np.ndarray | None, float | None]]
 
 
 def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"`{_NAME}` expected `{name}` to be an int, received {name}={value!r}")
-    if value < 1:
-        raise ValueError(
-            f"`{_NAME}` expected `{name}` to be a positive integer, received {name}={value}"
-        )
-    return int(value)
+    return positive_int(_NAME, name, value)
 
 
 def _is_chief(model: Any) -> bool:
@@ -93,7 +88,7 @@ class SaliencyCallback(keras.callbacks.Callback):
       `saliency/rank_in_mask` and `saliency/mass_in_mask_chance` (the masks' area fraction).
       The means are also added to Keras's `logs` as `saliency_mass_in_mask`, ... so
       `CSVLogger`, `History` and `EarlyStopping` see them (on logged epochs);
-    - with `alarm_threshold`: the scalar `saliency/alarm` (1 when the alarm fires, else 0) and
+    - with an `alarm`: the scalar `saliency/alarm` (1 when the alarm fires, else 0) and
       the text `saliency/alarm_message` explaining it; `saliency/nonfinite` marks epochs whose
       outputs were NaN/inf (their images are skipped).
 
@@ -107,13 +102,23 @@ class SaliencyCallback(keras.callbacks.Callback):
     Only what needs the model runs on the training thread at the epoch end (the gradients, the
     background tests' forward pass, the scalar values, Keras's `logs`, the alarm); rendering,
     PNG encoding and writing run on one background thread, at most one logged step behind
-    (`background_writer`). A `fit` that resumes at epoch `e > 0` (e.g. with
+    (`Runtime.background_writer`). A `fit` that resumes at epoch `e > 0` (e.g. with
     `keras.callbacks.BackupAndRestore`) continues the run: see `saliency_callback.resume`.
 
     The callback never changes training: it calls the model with `training=False`, never
     mutates it, uses no global random state, and overrides no per-batch hook. An error during
     an epoch's saliency work is reported as a warning and training continues
-    (`strict=True` re-raises).
+    (`Runtime(strict=True)` re-raises).
+
+    The constructor takes what a user decides per callback: the probes (`images`, `labels`,
+    `masks` or `boxes`, `class_names`, `num_probes`), where and when to log (`log_dir`,
+    `freq`), what to explain (`method`, `target`, `output`) and which tests to run
+    (`background_tests`, `alarm`). Everything else sits on two objects built once and reusable
+    across callbacks, as Keras does with optimizers: `Display` (how maps become pictures and
+    which pictures are written) and `Runtime` (batch size, background thread, byte cap, the
+    pre-training log, the run's directory name, strictness). The keywords these objects
+    replaced (`sigma=`, `batch_size=`, `alarm_threshold=`, ...) still work for one release,
+    with a `DeprecationWarning` naming the new spelling.
 
     Args:
         images: Probe images `(N, H, W, C)` or `(N, H, W)`, numpy or tensor, uint8 or float in
@@ -125,38 +130,20 @@ class SaliencyCallback(keras.callbacks.Callback):
         masks: Foreground masks `(N, H, W)`, bool or 0/1. Defaults to `None`.
         boxes: Instead of `masks`, `(N, 4)` pixel boxes `(x0, y0, x1, y1)` (end excluded).
             Defaults to `None`.
-        log_dir: TensorBoard log directory. Defaults to `"logs"`.
+        class_names: Names of the classes, used in captions. Defaults to `None`.
+        num_probes: How many probes to take (the first ones). Defaults to `None`: all of an
+            array, 16 from a dataset.
+        log_dir: TensorBoard log directory (the run is written to `log_dir/saliency`, see
+            `Runtime.run_name`). Defaults to `"logs"`.
+        freq: Log every `freq` epochs (epochs `0, freq, 2*freq, ...` and always the last one).
+            Defaults to `1`.
         method: `"vanilla"`, `"smoothgrad"`, `"integrated_gradients"`, `"gradcam"` or a
             `Method` such as `SmoothGrad(IntegratedGradients(steps=16))`. Defaults to
             `SmoothGrad(Vanilla(), n_samples=10)` (`methods.RECOMMENDED`, chosen by the
             detection benchmark; about 10x the cost of `"vanilla"`).
         target: `"predicted"`, `"label"`, an int, one int per probe, or a callable from
             pre-activation outputs to one score per image. Defaults to `"predicted"`.
-        freq: Log every `freq` epochs (epochs `0, freq, 2*freq, ...` and always the last one).
-            Defaults to `1`.
-        class_names: Names of the classes, used in captions. Defaults to `None`.
-        num_probes: How many probes to take (the first ones). Defaults to `None`: all of an
-            array, 16 from a dataset.
-        log_before_training: Also log the untrained state, at step `initial_epoch - 1` (step
-            `-1` for a fresh `fit`), so that step `e` still means "after epoch `e`" as in
-            Keras's `TensorBoard`. Defaults to `False`.
         output: Output name or index for models with several outputs. Defaults to `None`.
-        batch_size: Gradient evaluations per compiled call. Defaults to `32`.
-        reduction: `"max_abs"`, `"sum_abs"` or `"signed"`. Defaults to `"max_abs"`.
-        normalize: `"minmax"` or `"percentile"`. Defaults to `"minmax"`.
-        percentile: Upper percentile for `normalize="percentile"`. Defaults to `99.0`.
-        sigma: Gaussian smoothing of the maps, in pixels; `0` turns it off. Defaults to `1.0`.
-        colormap: A matplotlib colormap name. Defaults to `"inferno"`.
-        alpha: Maximum opacity of the heatmap over the image. Defaults to `0.5`.
-        min_tile: Small probes are upscaled (nearest, by an integer factor) to at least this
-            many pixels. Defaults to `64`.
-        max_tile: Large probes are downscaled to at most this many pixels: PNG encoding is the
-            largest cost after the gradients. Defaults to `160`.
-        value_range: `(low, high)` of the probe images for display; inferred by default.
-        run_name: Sub-directory of `log_dir` for this run. Defaults to `"saliency"`.
-        overview: Also write the `saliency/overview` grid. It holds the same pixels as the
-            per-probe panels, and PNG encoding dominates the epoch-end cost, so `False` about
-            halves that cost. Defaults to `True`.
         background_tests: Swap the probes' backgrounds every logged epoch (see
             `saliency_callback.background`) and log `saliency/background/*`: accuracy,
             only_fg/only_bg/mixed_rand/mixed_same accuracy, `gap` (accuracy minus mixed_rand
@@ -164,29 +151,19 @@ class SaliencyCallback(keras.callbacks.Callback):
             the image `saliency/background` (original | only_fg | only_bg | mixed_rand).
             `gap` and `flip_rate` also go into Keras's `logs`. Defaults to `None`: on when
             `masks` or `boxes` are given.
-        alarm: A `ShortcutAlarm` watching any logged signal (mass in mask, background gap,
-            flip rate, ...). Defaults to `None`.
-        alarm_threshold: Shorthand for `alarm=ShortcutAlarm(alarm_threshold,
-            relative_to="chance" if alarm_relative else None, patience=patience,
-            stop_training=stop_training)` on the mass in mask (kept for existing code): with
-            `masks`, warn when the mean mass in mask is below this (a fraction, or a multiple of
-            chance with `alarm_relative=True`) for `patience` logged epochs (the pre-training
-            log does not count). Defaults to `None` (no alarm).
-        alarm_relative: Whether `alarm_threshold` is relative to chance. Defaults to `False`.
-        patience: Logged epochs below the threshold before the alarm fires. Defaults to `1`.
-        stop_training: Whether the alarm stops training (`model.stop_training = True`).
-            Defaults to `False`.
-        strict: Re-raise errors of the epoch-end work instead of warning (for tests).
-            Defaults to `False`.
-        background_writer: Render, encode and write each logged step on a background thread
-            (the epoch end then blocks ~1.2x a bare gradient pass instead of ~3-9x; the event
-            files are identical). `False` does it all inline. Defaults to `True`.
-        timeline: Also write `saliency/timeline`. Defaults to `True`.
-        overview_pixels: Pixel budget of the overview grid (and of the timeline): with many
-            probes their panels shrink to fit. Defaults to `2**21` (about 1450x1450).
-        max_step_bytes: Cap on the PNG bytes written per logged step: beyond it, the last
-            per-probe (then background) panels of that step are left out, with one warning
-            per `fit`. Defaults to `8 * 2**20` (8 MiB: 800 MiB for 100 logged epochs).
+        alarm: A `ShortcutAlarm` watching any logged signal (reliance, mass in mask,
+            background gap, flip rate, ...). Defaults to `None`.
+        display: A `Display`: smoothing, colormap, opacity, tile sizes, value range, channel
+            reduction and normalisation, and whether the overview and timeline are written.
+            Defaults to `Display()`.
+        runtime: A `Runtime`: batch size, background writer thread, PNG byte cap per step,
+            `log_before_training`, `run_name`, `strict`. Defaults to `Runtime()`.
+        **legacy: The former keywords (`sigma`, `colormap`, `alpha`, `min_tile`, `max_tile`,
+            `value_range`, `overview`, `timeline`, `overview_pixels`, `reduction`,
+            `normalize`, `percentile`; `batch_size`, `background_writer`, `max_step_bytes`,
+            `log_before_training`, `run_name`, `strict`; `alarm_threshold`, `alarm_relative`,
+            `patience`, `stop_training`): deprecated, mapped onto `display`, `runtime` and
+            `alarm` with a `DeprecationWarning`.
 
     Attributes:
         probes: The validated probe set (`images`, `labels`, `masks`, and `raw` for display).
@@ -200,12 +177,56 @@ class SaliencyCallback(keras.callbacks.Callback):
 
     Example:
     ```python
-    cb = SaliencyCallback(probe_images, labels=probe_labels, log_dir="logs",
-                          method="smoothgrad", class_names=["cat", "dog"])
+    import saliency_callback as sc
+
+    cb = sc.SaliencyCallback(
+        probe_images, labels=probe_labels, masks=probe_masks,   # a few validation images
+        class_names=["cat", "dog"], log_dir="logs",
+        alarm=sc.ShortcutAlarm(),                 # warn when the background decides
+        display=sc.Display(sigma=2.0),            # optional: how the maps look
+    )
     model.fit(x, y, epochs=20, callbacks=[cb, keras.callbacks.TensorBoard("logs")])
     # then: tensorboard --logdir logs --samples_per_plugin images=100
     ```
     """
+
+    probe_source: str | None = None
+    """Where the probes came from (set by `from_probe_file`), shown in the summary description."""
+
+    @classmethod
+    def from_probe_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> SaliencyCallback:
+        """A callback on the probes of a probe file (written by `saliency-callback annotate`).
+
+        Skipped probes are left out; drawn, corrected and proposed masks are all used, and how
+        many of each there are goes into the summary description (`probe_source`).
+
+        Args:
+            path: The `.npz` probe file (see `saliency_callback.probe_file`).
+            **kwargs: Any other argument of `SaliencyCallback` (`log_dir`, `method`, ...);
+                `class_names` replaces the file's.
+
+        Raises:
+            saliency_callback.probe_file.ProbeFileError: For a missing or bad file.
+            TypeError: If `kwargs` holds `images`, `labels`, `masks` or `boxes`.
+
+        Example:
+        ```python
+        cb = SaliencyCallback.from_probe_file("probes.npz", log_dir="logs")
+        ```
+        """
+        from saliency_callback.probe_file import read_probe_file
+
+        taken = sorted({"images", "labels", "masks", "boxes"} & set(kwargs))
+        if taken:
+            raise TypeError(
+                f"`from_probe_file` takes the probes from the file; received {', '.join(taken)}"
+            )
+        probes = read_probe_file(path)
+        arrays = probes.for_callback()
+        kwargs.setdefault("class_names", arrays["class_names"])
+        callback = cls(arrays["images"], arrays["labels"], arrays["masks"], **kwargs)
+        callback.probe_source = probes.describe(os.fspath(path))
+        return callback
 
     def __init__(
         self,
@@ -214,91 +235,50 @@ class SaliencyCallback(keras.callbacks.Callback):
         masks: Any = None,
         *,
         boxes: Any = None,
-        log_dir: str = "logs",
-        method: str | Method = RECOMMENDED,
-        target: TargetSpec = "predicted",
-        freq: int = 1,
         class_names: Sequence[str] | None = None,
         num_probes: int | None = None,
-        log_before_training: bool = False,
+        log_dir: str = "logs",
+        freq: int = 1,
+        method: str | Method = RECOMMENDED,
+        target: TargetSpec = "predicted",
         output: int | str | None = None,
-        batch_size: int = 32,
-        reduction: Reduction = "max_abs",
-        normalize: Normalization = "minmax",
-        percentile: float = 99.0,
-        sigma: float = 1.0,
-        colormap: str = "inferno",
-        alpha: float = 0.5,
-        min_tile: int = 64,
-        max_tile: int = 160,
-        value_range: tuple[float, float] | None = None,
-        run_name: str = "saliency",
-        overview: bool = True,
         background_tests: bool | None = None,
         alarm: ShortcutAlarm | None = None,
-        alarm_threshold: float | None = None,
-        alarm_relative: bool = False,
-        patience: int = 1,
-        stop_training: bool = False,
-        strict: bool = False,
-        background_writer: bool = True,
-        timeline: bool = True,
-        overview_pixels: int = 2**21,
-        max_step_bytes: int = 8 * 2**20,
+        display: Display | None = None,
+        runtime: Runtime | None = None,
+        **legacy: Any,
     ) -> None:
         super().__init__()
+        display, runtime, alarm = legacy_options(_NAME, legacy, display, runtime, alarm)
+        self.display = display
+        self.runtime = runtime
         self.probes: Probes = load_probes(images, labels, masks, num_probes, boxes=boxes)
         self.method = get_method(method)
         self.freq = _positive_int("freq", freq)
-        self.batch_size = _positive_int("batch_size", batch_size)
-        if reduction not in postprocess.REDUCTIONS:
-            raise ValueError(
-                f"Unknown `reduction`: received {reduction!r}; expected one of "
-                f"{list(postprocess.REDUCTIONS)}"
-            )
-        if normalize not in ("minmax", "percentile"):
-            raise ValueError(
-                f"Unknown `normalize`: received {normalize!r}; expected 'minmax' or 'percentile'"
-            )
-        postprocess.check_options(reduction, normalize, percentile)
+        self.batch_size = runtime.batch_size
         check_log_dir(log_dir)
-        if not isinstance(run_name, str) or not run_name or "/" in run_name:
-            raise ValueError(f"`{_NAME}` expected a plain `run_name`, received {run_name!r}")
-        self.renderer = Renderer(
-            sigma=sigma,
-            colormap=colormap,
-            alpha=alpha,
-            min_tile=min_tile,
-            max_tile=max_tile,
-            value_range=value_range,
-            signed=reduction == "signed",
-        )
+        self.renderer = display.renderer()
         self.class_names = self._check_class_names(class_names)
         if isinstance(target, str) and target == "label" and self.probes.labels is None:
             raise ValueError(f'`{_NAME}` got target="label" but no `labels`; received labels=None')
         if not callable(target) and not isinstance(target, (str, int, np.integer)):
             _inputs.resolve_targets(target, len(self.probes), None, None)
         self.background_tests = self._check_background_tests(background_tests)
-        self.alarm = self._check_alarm(alarm, alarm_threshold, alarm_relative, patience)
-        if self.alarm is not None and stop_training:
-            self.alarm.stop_training = True
+        self.alarm = self._check_alarm(alarm)
         self.target = target
         self.log_dir = log_dir
         self.output = output
-        self.reduction: Reduction = reduction
-        self.normalize: Normalization = normalize
-        self.percentile = float(percentile)
-        self.log_before_training = bool(log_before_training)
-        self.overview = bool(overview)
-        self.strict = bool(strict)
-        for name, flag in (("background_writer", background_writer), ("timeline", timeline)):
-            if not isinstance(flag, (bool, np.bool_)):
-                raise TypeError(f"`{_NAME}` expected `{name}` to be a bool, received {flag!r}")
-        self.overview_pixels = _positive_int("overview_pixels", overview_pixels)
-        self.max_step_bytes = _positive_int("max_step_bytes", max_step_bytes)
-        self.timeline = bool(timeline)
-        self.writer = RunWriter(log_dir, run_name)
-        self._worker = Worker(bool(background_writer))
+        self.reduction: Reduction = display.reduction
+        self.normalize: Normalization = display.normalize
+        self.percentile = display.percentile
+        self.log_before_training = runtime.log_before_training
+        self.overview = display.overview
+        self.strict = runtime.strict
+        self.overview_pixels = display.overview_pixels
+        self.max_step_bytes = runtime.max_step_bytes
+        self.timeline = display.timeline
+        self.writer = RunWriter(log_dir, runtime.run_name)
+        self._worker = Worker(runtime.background_writer)
         self._step_writer: StepWriter | None = None
         self.alarm_events: list[AlarmEvent] = []
         self.history: dict[str, list[tuple[int, float]]] = {}
@@ -348,25 +328,7 @@ class SaliencyCallback(keras.callbacks.Callback):
                 )
         return enabled
 
-    def _check_alarm(
-        self,
-        alarm: ShortcutAlarm | None,
-        threshold: float | None,
-        relative: bool,
-        patience: int,
-    ) -> ShortcutAlarm | None:
-        if alarm is not None and threshold is not None:
-            raise ValueError(
-                f"`{_NAME}` got both `alarm` and `alarm_threshold={threshold}`; pass "
-                "`alarm=ShortcutAlarm(threshold, monitor=..., ...)` alone"
-            )
-        if threshold is not None:
-            if self.probes.masks is None:
-                raise ValueError(
-                    f"`{_NAME}` got `alarm_threshold={threshold}` but no `masks`; the alarm "
-                    "watches the saliency mass inside the masks"
-                )
-            return ShortcutAlarm(threshold, patience, bool(relative), monitor="mass_in_mask")
+    def _check_alarm(self, alarm: ShortcutAlarm | None) -> ShortcutAlarm | None:
         if alarm is None:
             return None
         if not isinstance(alarm, ShortcutAlarm):
@@ -765,4 +727,5 @@ class SaliencyCallback(keras.callbacks.Callback):
             f"alpha: {r.alpha:g}.\n\nEach panel: **image | saliency | overlay**. Caption: "
             "probe index, true label `y`, predicted class and confidence (and `map=` the "
             "explained class when it differs from the prediction)."
+            + (f"\n\nProbes from {self.probe_source}." if self.probe_source else "")
         )

@@ -1,8 +1,9 @@
-"""The `saliency-callback` command line: `explain` image files, `report` a log dir.
+"""The `saliency-callback` command line: `explain` image files, `report` a log dir, `annotate`.
 
 ```
 saliency-callback explain model.keras cat.jpg dog.png --out explained/
 saliency-callback report logs/ --out report.html --out report.png
+saliency-callback annotate photos/ --out probes.npz   (see saliency_callback.annotate)
 ```
 
 Installed as a console script (and runnable as `python -m saliency_callback`). User errors are
@@ -290,6 +291,7 @@ _MAIN_EPILOG = f"""\
 examples:
   {PROG} explain model.keras cat.jpg dog.png --out explained/
   {PROG} report logs/ --out report.html --out report.png
+  {PROG} annotate photos/ --out probes.npz --size 224x224
 
 Run '{PROG} COMMAND --help' for the options of a command.
 """
@@ -308,6 +310,8 @@ and summary.csv with one row per image; a table is printed on stdout.
 Images are converted to the model's channels (grayscale/RGB/RGBA), resized to --size or to the
 model's fixed input size (saying so), and multiplied by --scale (then --offset added): the
 values must be in the range the model was trained on. Nothing is written if anything fails.
+An IMAGE may also be a probe file written by 'annotate' (.npz): it stands for its probes'
+images (skipped probes left out), named after them.
 """
 
 _EXPLAIN_EPILOG = f"""\
@@ -364,7 +368,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     ex.add_argument("model", metavar="MODEL", help="a .keras (or .h5) file or a SavedModel dir")
-    ex.add_argument("images", metavar="IMAGE", nargs="+", help="PNG, JPEG or other image files")
+    ex.add_argument(
+        "images",
+        metavar="IMAGE",
+        nargs="+",
+        help="PNG, JPEG or other image files, or probe files (.npz) from 'annotate'",
+    )
     ex.add_argument("--out", "-o", metavar="DIR", required=True, help="output directory")
     ex.add_argument(
         "--method",
@@ -498,6 +507,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--title", help="report title (default: 'Saliency report: LOGDIR')")
     rp.add_argument("--quiet", "-q", action="store_true", help="no progress or notes on stderr")
     rp.set_defaults(handler=_run_report)
+
+    from saliency_callback.annotate.command import add_parser as add_annotate
+
+    add_annotate(sub, fmt)
     return parser
 
 

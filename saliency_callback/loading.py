@@ -54,13 +54,18 @@ def error_reason(err: BaseException) -> str:
 
 @dataclass
 class ImageFile:
-    """One input image: its position, path, output name and size (after EXIF rotation)."""
+    """One input image: its position, path, output name and size (after EXIF rotation).
+
+    An image of a probe file has its `pixels` (uint8 `(H, W, C)`) and the path
+    `probes.npz#INDEX`.
+    """
 
     index: int
     path: str
     name: str
     width: int
     height: int
+    pixels: np.ndarray | None = None
 
 
 @dataclass
@@ -94,26 +99,58 @@ def _unique_names(paths: Sequence[str]) -> list[str]:
     return names
 
 
+def _probe_file_images(path: str) -> list[tuple[str, str, np.ndarray]]:
+    """`(path#index, name, uint8 pixels)` of the probes of a probe file that are not skipped."""
+    from saliency_callback.probe_file import ProbeFileError, read_probe_file
+
+    try:
+        probes = read_probe_file(path)
+    except ProbeFileError as err:
+        raise LoadError(str(err)) from None
+    pixels = probes.uint8_images()
+    return [
+        (f"{path}#{i}", probes.names[i], pixels[i])
+        for i in range(len(probes))
+        if not probes.skipped[i]
+    ]
+
+
 def open_images(paths: Sequence[str]) -> list[ImageFile]:
     """Checks that every path exists and is an image (reads headers only).
+
+    A probe file (`.npz` written by `saliency-callback annotate`) stands for its probes' images
+    (skipped probes are left out).
 
     Args:
         paths: The image files, in the order given.
 
     Returns:
-        One `ImageFile` per path, in the same order, with unique output names.
+        One `ImageFile` per image, in the same order, with unique output names.
 
     Raises:
         LoadError: For a missing file, a directory or a file that is not an image.
     """
     from PIL import Image, UnidentifiedImageError
 
-    files = []
-    for index, (path, name) in enumerate(zip(paths, _unique_names(paths), strict=True)):
+    from saliency_callback.probe_file import is_probe_file
+
+    entries: list[tuple[str, str, np.ndarray | None]] = []
+    for path in paths:
         if not os.path.exists(path):
             raise LoadError(f"image file not found: {path}")
         if os.path.isdir(path):
             raise LoadError(f"expected an image file, received a directory: {path}")
+        if path.endswith(".npz") and is_probe_file(path):
+            entries.extend(_probe_file_images(path))
+        else:
+            entries.append((path, path, None))
+    names = _unique_names([name for _, name, _ in entries])
+    files = []
+    for index, ((path, _, pixels), name) in enumerate(zip(entries, names, strict=True)):
+        if pixels is not None:
+            h, w = pixels.shape[:2]
+            files.append(ImageFile(index, path, name, w, h, pixels))
+            continue
         try:
             with Image.open(path) as img:
                 files.append(ImageFile(index, path, name, img.width, img.height))
@@ -153,7 +190,7 @@ def load_pixels(
 
     mode = _pil_mode(channels)
     try:
-        with Image.open(item.path) as opened:
+        with _open(item) as opened:
             img = ImageOps.exif_transpose(opened) or opened
             img.load()
             item.width, item.height = img.size
@@ -176,6 +213,16 @@ def load_pixels(
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     return pixels, display, resized, converted
+
+
+def _open(item: ImageFile) -> Any:
+    """The image as a Pillow image (a context manager): its file, or its probe file pixels."""
+    from PIL import Image
+
+    if item.pixels is None:
+        return Image.open(item.path)
+    px = item.pixels
+    return Image.fromarray(np.ascontiguousarray(px[..., 0] if px.shape[-1] == 1 else px))
 
 
 def read_class_names(text: str | None) -> list[str] | None:

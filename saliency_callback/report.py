@@ -207,10 +207,10 @@ def read_saliency_runs(
         LogDirError: If `log_dir` does not exist, holds no event files, holds no saliency run
             ("foreign log dir"), or a requested run is not among them.
 
-    Example:
-    >>> runs = read_saliency_runs("logs")
-    >>> [(r.name, len(r.steps), r.num_probes) for r in runs]
-    [('saliency', 20, 8)]
+    Examples:
+        >>> runs = read_saliency_runs("logs")
+        >>> [(r.name, len(r.steps), r.num_probes) for r in runs]
+        [('saliency', 20, 8)]
     """
     if not os.path.exists(log_dir):
         raise LogDirError(f"log dir not found: {log_dir}")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's test command: lint, format check, type check, then the test suite on
+# The project's test command: lint, format check, type check, the docs build, then the test suite on
 # TensorFlow, and the backend-relevant modules (gradients, engine, callback, non-interference)
 # again on every other backend in SALIENCY_BACKENDS (default "tensorflow jax"; add torch with
 # SALIENCY_BACKENDS="tensorflow jax torch" once a CPU build of torch is installed).
@@ -17,6 +17,10 @@ BACKEND_TESTS=(
 ruff check .
 ruff format --check .
 mypy
+# The docs site: a broken link, a missing page or an API reference that does not resolve fails.
+site="$(mktemp -d)"
+trap 'rm -rf "$site"' EXIT
+NO_MKDOCS_2_WARNING=1 mkdocs build --strict --site-dir "$site"  # not --quiet: it hides the warnings
 for backend in $BACKENDS; do
     echo "== KERAS_BACKEND=$backend"
     if [ "$backend" = tensorflow ]; then

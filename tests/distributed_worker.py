@@ -42,6 +42,7 @@ import numpy as np  # noqa: E402
 from conftest import images, tiny_cnn  # noqa: E402
 
 from saliency_callback.callback import SaliencyCallback  # noqa: E402
+from saliency_callback.options import Runtime  # noqa: E402
 
 
 class RecordingCallback(SaliencyCallback):
@@ -67,8 +68,7 @@ def callback(log_dir: str) -> RecordingCallback:
         np.array(LABELS),
         log_dir=log_dir,
         class_names=CLASS_NAMES,
-        log_before_training=True,
-        strict=True,
+        runtime=Runtime(log_before_training=True, strict=True),
     )
 
 

@@ -65,7 +65,12 @@ def frozen(model: keras.Model) -> keras.Model:
 
 def fit_with_callback(model, tmp_path, images, labels, masks, **kwargs):
     cb = sc.SaliencyCallback(
-        images, labels=labels, masks=masks, log_dir=str(tmp_path), strict=True, **kwargs
+        images,
+        labels=labels,
+        masks=masks,
+        log_dir=str(tmp_path),
+        runtime=sc.Runtime(strict=True),
+        **kwargs,
     )
     history = model.fit(images, labels, epochs=2, verbose=0, callbacks=[cb])
     return cb, history, read_run(str(tmp_path / "saliency"))
@@ -183,7 +188,12 @@ def test_flip_rate_needs_no_labels_and_boxes_work_like_masks(tmp_path):
     xs = [np.flatnonzero(m.any(axis=0)) for m in masks]
     boxes = np.array([[x[0], y[0], x[-1] + 1, y[-1] + 1] for x, y in zip(xs, ys, strict=True)])
     np.testing.assert_array_equal(sc.metrics.masks_from_boxes(boxes, masks.shape), masks)
-    cb = sc.SaliencyCallback(images, boxes=boxes, log_dir=str(tmp_path), strict=True)
+    cb = sc.SaliencyCallback(
+        images,
+        boxes=boxes,
+        log_dir=str(tmp_path),
+        runtime=sc.Runtime(strict=True),
+    )
     background_reader().fit(images, np.zeros(N), epochs=1, verbose=0, callbacks=[cb])
     scalars = read_run(str(tmp_path / "saliency")).scalars
     # Without labels a partner may share the class, hence the background colour: no flip then.
@@ -261,7 +271,11 @@ def test_empty_and_full_masks_are_left_out_with_one_warning(tmp_path):
     masks[5] = True
     with pytest.warns(UserWarning, match=r"probes \[2, 5\] have an empty mask or one covering"):
         cb = sc.SaliencyCallback(
-            images, labels=labels, masks=masks, log_dir=str(tmp_path), strict=True
+            images,
+            labels=labels,
+            masks=masks,
+            log_dir=str(tmp_path),
+            runtime=sc.Runtime(strict=True),
         )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no further warning during training
@@ -325,7 +339,11 @@ def test_a_probe_set_without_swappable_pairs_logs_without_crashing(tmp_path):
     masks[1:] = False
     with pytest.warns(UserWarning, match="left out of the background tests"):
         cb = sc.SaliencyCallback(
-            images, labels=labels, masks=masks, log_dir=str(tmp_path), strict=True
+            images,
+            labels=labels,
+            masks=masks,
+            log_dir=str(tmp_path),
+            runtime=sc.Runtime(strict=True),
         )
     background_reader().fit(images, labels, epochs=1, verbose=0, callbacks=[cb])
     run = read_run(str(tmp_path / "saliency"))

@@ -16,6 +16,7 @@ from tb_events import event_files, read_run, runs
 import saliency_callback as sc
 from saliency_callback import metrics
 from saliency_callback.callback import SaliencyCallback
+from saliency_callback.options import Display, Runtime
 
 N, SHAPE = 4, (12, 12, 3)
 
@@ -46,7 +47,11 @@ def test_fit_writes_the_exact_tags_steps_and_images(tmp_path):
     x = images(N, SHAPE)
     labels = np.array([0, 1, 2, 0])
     cb = SaliencyCallback(
-        x, labels, log_dir=str(tmp_path), class_names=["a", "b", "c"], strict=True
+        x,
+        labels,
+        log_dir=str(tmp_path),
+        class_names=["a", "b", "c"],
+        runtime=Runtime(strict=True),
     )
     fit(model, cb, epochs=3)
     run = read_run(str(tmp_path / "saliency"))
@@ -83,7 +88,12 @@ def test_fit_writes_the_exact_tags_steps_and_images(tmp_path):
 
 
 def test_overview_can_be_turned_off(tmp_path):
-    cb = SaliencyCallback(images(N, SHAPE), log_dir=str(tmp_path), overview=False, strict=True)
+    cb = SaliencyCallback(
+        images(N, SHAPE),
+        log_dir=str(tmp_path),
+        display=Display(overview=False),
+        runtime=Runtime(strict=True),
+    )
     fit(compiled_cnn(), cb, epochs=1)
     run = read_run(str(tmp_path / "saliency"))
     assert set(run.images) == {"saliency/probes", "saliency/timeline"}
@@ -93,7 +103,12 @@ def test_overview_can_be_turned_off(tmp_path):
 def test_overlay_differs_from_the_image_where_saliency_is_high(tmp_path):
     model = compiled_cnn()
     x = images(N, SHAPE)
-    cb = SaliencyCallback(x, log_dir=str(tmp_path), sigma=0, alpha=1.0, strict=True)
+    cb = SaliencyCallback(
+        x,
+        log_dir=str(tmp_path),
+        display=Display(sigma=0, alpha=1.0),
+        runtime=Runtime(strict=True),
+    )
     fit(model, cb, epochs=1)
     panel = read_run(str(tmp_path / "saliency")).images["saliency/probes"][0][1][1]
     h = panel.shape[0]
@@ -111,7 +126,10 @@ def test_freq_and_last_epoch_and_log_before_training(tmp_path):
     steps = [s for s, _ in read_run(str(tmp_path / "a" / "saliency")).images["saliency/probes"]]
     assert steps == [0, 2, 4]
     cb = SaliencyCallback(
-        images(N, SHAPE), log_dir=str(tmp_path / "b"), freq=2, log_before_training=True
+        images(N, SHAPE),
+        log_dir=str(tmp_path / "b"),
+        freq=2,
+        runtime=Runtime(log_before_training=True),
     )
     fit(model, cb, epochs=4)
     fit(model, cb, epochs=7, initial_epoch=4)
@@ -147,7 +165,12 @@ def test_masks_give_metrics_in_scalars_logs_and_csv(tmp_path):
     masks[:, 3:9, 3:9] = True
     masks[3] = False  # an empty mask gives NaN for that probe, never a crash
     csv_path = tmp_path / "log.csv"
-    cb = SaliencyCallback(x, masks=masks, log_dir=str(tmp_path), strict=True)
+    cb = SaliencyCallback(
+        x,
+        masks=masks,
+        log_dir=str(tmp_path),
+        runtime=Runtime(strict=True),
+    )
     history = fit(model, [cb, keras.callbacks.CSVLogger(str(csv_path))], epochs=2)
     run = read_run(str(tmp_path / "saliency"))
     raw = sc.compute_saliency(model, x, sc.methods.RECOMMENDED, normalize=None)  # the default
@@ -220,7 +243,11 @@ def test_grayscale_uint8_probes_render(tmp_path):
     model = keras.Model(inp, out)
     model.compile("sgd", "sparse_categorical_crossentropy")
     probes = (np.random.default_rng(0).random((3, 10, 10)) * 255).astype(np.uint8)
-    cb = SaliencyCallback(probes, log_dir=str(tmp_path), strict=True)
+    cb = SaliencyCallback(
+        probes,
+        log_dir=str(tmp_path),
+        runtime=Runtime(strict=True),
+    )
     model.fit(
         probes.astype("float32")[..., None],
         np.array([0, 1, 0]),
@@ -249,7 +276,11 @@ def test_errors_in_the_epoch_work_warn_and_training_continues(tmp_path, monkeypa
     with pytest.warns(UserWarning, match=r"epoch \d failed.*disk on fire"):
         history = fit(model, cb, epochs=2)
     assert len(history.history["loss"]) == 2
-    strict = SaliencyCallback(images(N, SHAPE), log_dir=str(tmp_path), strict=True)
+    strict = SaliencyCallback(
+        images(N, SHAPE),
+        log_dir=str(tmp_path),
+        runtime=Runtime(strict=True),
+    )
     strict.on_train_begin = _wrap_after(
         strict.on_train_begin,
         lambda: monkeypatch.setattr(strict._explainer, "explain_prepared", boom),
@@ -268,7 +299,11 @@ def _wrap_after(fn, after):
 
 def test_nonfinite_model_outputs_skip_images_with_a_warning(tmp_path):
     model = compiled_cnn()
-    cb = SaliencyCallback(images(N, SHAPE), log_dir=str(tmp_path), strict=True)
+    cb = SaliencyCallback(
+        images(N, SHAPE),
+        log_dir=str(tmp_path),
+        runtime=Runtime(strict=True),
+    )
     cb.set_model(model)
     cb.on_train_begin()
     head = model.get_layer("head")
@@ -285,9 +320,9 @@ BAD_CALLBACK_INPUTS = [
     ("freq 0", dict(freq=0), ValueError, "received freq=0"),
     ("freq float", dict(freq=1.5), TypeError, "freq=1.5"),
     ("log dir is a file", dict(log_dir="FILE"), ValueError, "which is a file"),
-    ("negative sigma", dict(sigma=-1), ValueError, "sigma"),
-    ("alpha", dict(alpha=1.5), ValueError, "alpha"),
-    ("colormap", dict(colormap="nope"), ValueError, "colormap"),
+    ("negative sigma", dict(display=dict(sigma=-1)), ValueError, "sigma"),
+    ("alpha", dict(display=dict(alpha=1.5)), ValueError, "alpha"),
+    ("colormap", dict(display=dict(colormap="nope")), ValueError, "colormap"),
     ("method", dict(method="lime"), ValueError, "Unknown `method`: received 'lime'"),
     ("labels length", dict(labels=[0, 1]), ValueError, "`labels` of length 4"),
     (
@@ -298,27 +333,42 @@ BAD_CALLBACK_INPUTS = [
     ),
     ("masks values", dict(masks=np.full((4, 12, 12), 0.5)), ValueError, "only 0 and 1"),
     ("label target w/o labels", dict(target="label"), ValueError, "no `labels`"),
-    ("alarm without masks", dict(alarm_threshold=0.5), ValueError, "no `masks`"),
+    ("alarm without masks", dict(alarm=dict(monitor="background/reliance")), ValueError, "needs"),
     (
         "alarm threshold",
-        dict(alarm_threshold=2.0, masks=np.ones((4, 12, 12))),
+        dict(alarm=dict(threshold=2.0, monitor="mass_in_mask"), masks=np.ones((4, 12, 12))),
         ValueError,
-        "alarm_threshold",
+        "threshold",
     ),
     (
         "patience",
-        dict(alarm_threshold=0.5, masks=np.ones((4, 12, 12)), patience=0),
+        dict(alarm=dict(threshold=0.5, monitor="mass_in_mask", patience=0)),
         ValueError,
         "patience=0",
     ),
     ("class_names type", dict(class_names="abc"), TypeError, "class_names"),
     ("num_probes", dict(num_probes=0), ValueError, "num_probes"),
-    ("batch size", dict(batch_size=0), ValueError, "batch_size=0"),
+    ("batch size", dict(runtime=dict(batch_size=0)), ValueError, "batch_size=0"),
     ("images rank", dict(images=np.zeros((4, 12))), ValueError, "`images` of shape"),
     ("images nan", dict(images=np.full((4, 12, 12, 3), np.nan)), ValueError, "NaN"),
-    ("run name", dict(run_name="a/b"), ValueError, "run_name"),
-    ("reduction", dict(reduction="mean"), ValueError, "reduction"),
+    ("run name", dict(runtime=dict(run_name="a/b")), ValueError, "run_name"),
+    ("reduction", dict(display=dict(reduction="mean")), ValueError, "reduction"),
+    ("display type", dict(display="viridis"), TypeError, "`display` to be a Display"),
+    ("runtime type", dict(runtime={"batch_size"}), TypeError, "`runtime` to be a Runtime"),
+    ("alarm type", dict(alarm="reliance"), TypeError, "`alarm` to be a ShortcutAlarm"),
+    ("unknown keyword", dict(sigmaa=1.0), TypeError, "unexpected keyword argument 'sigmaa'"),
 ]
+OPTION_TYPES = {"display": Display, "runtime": Runtime, "alarm": sc.ShortcutAlarm}
+
+
+def make_callback(x, kwargs):
+    """`SaliencyCallback(x, **kwargs)`, where `display=dict(...)` (and `runtime=`, `alarm=`)
+    build the option object inside the call, so that its own validation is what fails."""
+    kwargs = {
+        k: OPTION_TYPES[k](**v) if k in OPTION_TYPES and isinstance(v, dict) else v
+        for k, v in kwargs.items()
+    }
+    return SaliencyCallback(x, **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -332,8 +382,9 @@ def test_bad_callback_arguments_fail_in_init(tmp_path, kwargs, error, match):
         (tmp_path / "file").write_text("x")
         kwargs["log_dir"] = str(tmp_path / "file")
     x = kwargs.pop("images", images(N, SHAPE))
+    kwargs.setdefault("log_dir", str(tmp_path))
     with pytest.raises(error, match=match):
-        SaliencyCallback(x, log_dir=kwargs.pop("log_dir", str(tmp_path)), **kwargs)
+        make_callback(x, kwargs)
 
 
 BAD_FOR_MODEL = [
@@ -371,9 +422,7 @@ def test_alarm_fires_warns_and_stops_training(tmp_path):
         x,
         masks=masks,
         log_dir=str(tmp_path),
-        alarm_threshold=0.9,
-        patience=2,
-        stop_training=True,
+        alarm=sc.ShortcutAlarm(0.9, monitor="mass_in_mask", patience=2, stop_training=True),
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -384,7 +433,12 @@ def test_alarm_fires_warns_and_stops_training(tmp_path):
     run = read_run(str(tmp_path / "saliency"))
     assert run.scalars["saliency/alarm"] == [(0, 0.0), (1, 1.0)]
     assert run.texts["saliency/alarm_message"][0][0] == 1
-    quiet = SaliencyCallback(x, masks=masks, log_dir=str(tmp_path), alarm_threshold=0.001)
+    quiet = SaliencyCallback(
+        x,
+        masks=masks,
+        log_dir=str(tmp_path),
+        alarm=sc.ShortcutAlarm(0.001, monitor="mass_in_mask"),
+    )
     assert len(fit(model, quiet, epochs=3).history["loss"]) == 3
     assert quiet.alarm_events == []
 
@@ -398,7 +452,11 @@ def test_hotspot_of_a_model_that_reads_a_fixed_corner(tmp_path):
     out = keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(corner))
     model = keras.Model(inp, out)
     model.compile("sgd", "sparse_categorical_crossentropy")
-    cb = SaliencyCallback(images(N, SHAPE), log_dir=str(tmp_path), strict=True)
+    cb = SaliencyCallback(
+        images(N, SHAPE),
+        log_dir=str(tmp_path),
+        runtime=Runtime(strict=True),
+    )
     history = fit(model, cb, epochs=1)
     scalars = read_run(str(tmp_path / "saliency")).scalars
     score, chance = scalars["saliency/hotspot"][0][1], scalars["saliency/hotspot_chance"][0][1]

@@ -68,7 +68,11 @@ def test_log_dir_deleted_mid_run(tmp_path, background):
     log_dir = tmp_path / "logs"
     model = compiled()
     x, y = data()
-    cb = sc.SaliencyCallback(images(4, SHAPE), log_dir=str(log_dir), background_writer=background)
+    cb = sc.SaliencyCallback(
+        images(4, SHAPE),
+        log_dir=str(log_dir),
+        runtime=sc.Runtime(background_writer=background),
+    )
 
     def delete():
         cb.flush()  # after step 0 is on disk (the worker may still be writing it)
@@ -86,7 +90,11 @@ def test_log_dir_replaced_by_a_file_mid_run(tmp_path, background):
     log_dir = tmp_path / "logs"
     model = compiled()
     x, y = data()
-    cb = sc.SaliencyCallback(images(4, SHAPE), log_dir=str(log_dir), background_writer=background)
+    cb = sc.SaliencyCallback(
+        images(4, SHAPE),
+        log_dir=str(log_dir),
+        runtime=sc.Runtime(background_writer=background),
+    )
 
     def clobber():
         cb.flush()
@@ -108,7 +116,11 @@ def test_log_dir_replaced_by_a_file_mid_run(tmp_path, background):
 def test_keyboard_interrupt_after_a_logged_epoch_keeps_what_was_written(tmp_path, background):
     model = compiled()
     x, y = data()
-    cb = sc.SaliencyCallback(images(4, SHAPE), log_dir=str(tmp_path), background_writer=background)
+    cb = sc.SaliencyCallback(
+        images(4, SHAPE),
+        log_dir=str(tmp_path),
+        runtime=sc.Runtime(background_writer=background),
+    )
     handler = signal.getsignal(signal.SIGINT)
 
     def interrupt():
@@ -126,7 +138,11 @@ def test_keyboard_interrupt_after_a_logged_epoch_keeps_what_was_written(tmp_path
 
 def test_reuse_for_a_second_model_is_revalidated(tmp_path):
     probes = images(4, SHAPE)
-    cb = sc.SaliencyCallback(probes, log_dir=str(tmp_path), strict=True)
+    cb = sc.SaliencyCallback(
+        probes,
+        log_dir=str(tmp_path),
+        runtime=sc.Runtime(strict=True),
+    )
     first, second = compiled(), tiny_cnn(shape=SHAPE, seed=5)
     second.compile("sgd", "sparse_categorical_crossentropy")
     x, y = data()

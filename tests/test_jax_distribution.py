@@ -38,7 +38,13 @@ SCRIPT = textwrap.dedent(
     model = tiny_cnn()
     model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
     probes = images(4)
-    cb = sc.SaliencyCallback(probes, log_dir=out, method="gradcam", strict=True, sigma=0)
+    cb = sc.SaliencyCallback(
+        probes,
+        log_dir=out,
+        method="gradcam",
+        display=sc.Display(sigma=0),
+        runtime=sc.Runtime(strict=True),
+    )
     x, y = images(16, seed=1), np.arange(16) % 3
     model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[cb])
     replicas = len(model.weights[0].value.sharding.device_set)

@@ -64,8 +64,7 @@ def test_training_is_bitwise_identical_with_and_without_the_callback(tmp_path, m
         log_dir=str(tmp_path),
         method=method,
         target="label",
-        log_before_training=True,
-        strict=True,
+        runtime=sc.Runtime(log_before_training=True, strict=True),
     )
     model, state, opt = train([cb])
     # With masks, the background tests (forward passes on counterfactual probes) ran too.
@@ -92,7 +91,12 @@ def test_config_summary_and_save_reload_are_unchanged(tmp_path):
     model = bn_dropout_model(0)
     config = json.dumps(model.get_config(), sort_keys=True, default=str)
     probes = np.random.default_rng(0).random((3, *SHAPE)).astype(np.float32)
-    cb = sc.SaliencyCallback(probes, log_dir=str(tmp_path), method="gradcam", strict=True)
+    cb = sc.SaliencyCallback(
+        probes,
+        log_dir=str(tmp_path),
+        method="gradcam",
+        runtime=sc.Runtime(strict=True),
+    )
     model.fit(x, y, epochs=2, verbose=0, callbacks=[cb])
     assert json.dumps(model.get_config(), sort_keys=True, default=str) == config
     assert summary_text(model) == summary_text(plain)
@@ -109,7 +113,10 @@ def test_global_random_state_is_not_consumed(tmp_path):
     model = bn_dropout_model(0)
     probes = np.random.default_rng(0).random((3, *SHAPE)).astype(np.float32)
     cb = sc.SaliencyCallback(
-        probes, log_dir=str(tmp_path), method=sc.SmoothGrad(n_samples=4), strict=True
+        probes,
+        log_dir=str(tmp_path),
+        method=sc.SmoothGrad(n_samples=4),
+        runtime=sc.Runtime(strict=True),
     )
     cb.set_model(model)
     cb.on_train_begin()

@@ -58,3 +58,21 @@ def test_import_does_not_load_tensorflow():
     code = "import sys, saliency_callback; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_version_has_one_source():
+    """`__version__` is the version: pyproject reads it (setuptools' static `attr:`), and
+    the changelog has a section for it."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    assert re.fullmatch(r"\d+\.\d+\.\d+((a|b|rc)\d+)?(\.dev\d+)?", sc.__version__)
+    pyproject = (root / "pyproject.toml").read_text()
+    assert re.search(r'^dynamic = \["version"\]', pyproject, re.M)
+    assert not re.search(r'^version = "', pyproject, re.M)  # no second, static copy
+    assert 'version = { attr = "saliency_callback.__version__" }' in pyproject
+    assert f"## [{sc.__version__}]" in (root / "CHANGELOG.md").read_text()
+    from importlib import metadata
+
+    assert metadata.version("saliency_callback") == sc.__version__  # what pip installed

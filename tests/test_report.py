@@ -25,7 +25,9 @@ from tb_events import read_run
 from tensorboard_browser import launch_chromium, missing_browser
 
 from saliency_callback import cli, report
+from saliency_callback.alarm import ShortcutAlarm
 from saliency_callback.callback import SaliencyCallback
+from saliency_callback.options import Runtime
 
 SHAPE = (12, 12, 3)
 
@@ -52,11 +54,15 @@ def logs(tmp_path_factory):
         masks,
         log_dir=str(log_dir),
         class_names=["a", "b", "c"],
-        alarm_threshold=0.99,  # fires: the saliency is never all inside the masks
-        strict=True,
+        runtime=Runtime(strict=True),
+        alarm=ShortcutAlarm(0.99, monitor="mass_in_mask"),
     )
     fit(tiny_cnn(SHAPE), [watched, keras.callbacks.TensorBoard(str(log_dir))], epochs=3)
-    plain = SaliencyCallback(images(2, SHAPE, seed=1), log_dir=str(log_dir / "second"), strict=True)
+    plain = SaliencyCallback(
+        images(2, SHAPE, seed=1),
+        log_dir=str(log_dir / "second"),
+        runtime=Runtime(strict=True),
+    )
     fit(tiny_cnn(SHAPE, seed=1), [plain], epochs=12)  # 12 steps: more than TensorBoard keeps
     foreign = root / "foreign" / "train"
     with tf.summary.create_file_writer(str(foreign)).as_default():

@@ -36,18 +36,17 @@ def masks(n):
     return m
 
 
-def callback(log_dir, **kw):
+def callback(log_dir, background_writer=True):
     # threshold 1: every epoch is below it, so with patience 3 the alarm fires at the third
     # logged epoch after training starts (epoch 2), whether or not training was interrupted.
     return sc.SaliencyCallback(
         images(4, SHAPE),
         masks=masks(4),
         log_dir=str(log_dir),
-        alarm_threshold=1.0,
-        patience=3,
-        log_before_training=True,
-        strict=True,
-        **kw,
+        runtime=sc.Runtime(
+            log_before_training=True, strict=True, background_writer=background_writer
+        ),
+        alarm=sc.ShortcutAlarm(1.0, monitor="mass_in_mask", patience=3),
     )
 
 

@@ -37,6 +37,7 @@ from tensorboard_browser import (
 )
 
 from saliency_callback.callback import SaliencyCallback
+from saliency_callback.options import Runtime
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.tf_only]  # backend-free, slow
 
@@ -64,7 +65,7 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         np.array([0, 1, 2, 0]),
         log_dir=str(path),
         class_names=["circle", "square", "triangle"],
-        strict=True,
+        runtime=Runtime(strict=True),
     )
     model.fit(x, y, epochs=EPOCHS, batch_size=8, verbose=0, callbacks=[cb])
     return path

@@ -40,7 +40,7 @@ def train(cb, epochs=3, lr=0.05, seed=0, **kw):
     return model.fit(x, y, epochs=epochs, batch_size=4, verbose=0, callbacks=[cb], **kw)
 
 
-def everything(log_dir, background, **kw):
+def everything(log_dir, background, strict=False, **kw):
     """A callback writing every kind of summary: overview, probes, background, timeline,
     scalars, the alarm's text (threshold 1: it fires) and the pre-training step."""
     return sc.SaliencyCallback(
@@ -49,9 +49,8 @@ def everything(log_dir, background, **kw):
         masks=masks(6),
         class_names=["a", "b", "c"],
         log_dir=str(log_dir),
-        alarm_threshold=1.0,
-        log_before_training=True,
-        background_writer=background,
+        runtime=sc.Runtime(log_before_training=True, background_writer=background, strict=strict),
+        alarm=sc.ShortcutAlarm(1.0, monitor="mass_in_mask"),
         **kw,
     )
 
@@ -100,7 +99,11 @@ class Failing:
 
 @pytest.mark.parametrize("background", [True, False], ids=["worker", "inline"])
 def test_a_write_error_is_a_warning_and_training_goes_on(tmp_path, background):
-    cb = sc.SaliencyCallback(images(4, SHAPE), log_dir=str(tmp_path), background_writer=background)
+    cb = sc.SaliencyCallback(
+        images(4, SHAPE),
+        log_dir=str(tmp_path),
+        runtime=sc.Runtime(background_writer=background),
+    )
     cb.writer.write_pngs = Failing(cb.writer, 1)  # a full disk at step 1
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -114,14 +117,22 @@ def test_a_write_error_is_a_warning_and_training_goes_on(tmp_path, background):
 
 
 def test_a_worker_error_raises_at_the_next_hook_with_strict(tmp_path):
-    cb = sc.SaliencyCallback(images(4, SHAPE), log_dir=str(tmp_path), strict=True)
+    cb = sc.SaliencyCallback(
+        images(4, SHAPE),
+        log_dir=str(tmp_path),
+        runtime=sc.Runtime(strict=True),
+    )
     cb.writer.write_pngs = Failing(cb.writer, 1)
     with pytest.raises(OSError, match="No space left"):
         train(cb, epochs=4)
 
 
 def test_a_slow_worker_delays_but_never_drops_or_reorders_steps(tmp_path):
-    cb = sc.SaliencyCallback(images(4, SHAPE), log_dir=str(tmp_path), strict=True)
+    cb = sc.SaliencyCallback(
+        images(4, SHAPE),
+        log_dir=str(tmp_path),
+        runtime=sc.Runtime(strict=True),
+    )
     original = cb.writer.write_pngs
     active, most, order = [0], [0], []
     lock = threading.Lock()
@@ -155,7 +166,9 @@ def thumbnail(tile, size):
 def test_the_timeline_shows_the_right_epochs(tmp_path, epochs):
     n = 3
     cb = sc.SaliencyCallback(
-        images(n, SHAPE), log_dir=str(tmp_path), log_before_training=True, strict=True
+        images(n, SHAPE),
+        log_dir=str(tmp_path),
+        runtime=sc.Runtime(log_before_training=True, strict=True),
     )
     train(cb, epochs=epochs, lr=0.5)
     run = read_run(str(tmp_path / "saliency"))
@@ -194,7 +207,10 @@ def test_overview_pixel_budget_and_byte_cap(tmp_path):
     rng = np.random.default_rng(0)
     probes = rng.random((n, *SHAPE)).astype(np.float32)  # noise: the worst case for PNG
     cb = sc.SaliencyCallback(
-        probes, log_dir=str(tmp_path), overview_pixels=budget, max_step_bytes=cap, strict=True
+        probes,
+        log_dir=str(tmp_path),
+        display=sc.Display(overview_pixels=budget),
+        runtime=sc.Runtime(max_step_bytes=cap, strict=True),
     )
     with pytest.warns(UserWarning, match="max_step_bytes") as caught:
         train(cb, epochs=2)
@@ -216,18 +232,31 @@ def test_overview_pixel_budget_and_byte_cap(tmp_path):
 
 def test_bad_new_arguments_fail_in_init(tmp_path):
     with pytest.raises(TypeError, match="background_writer"):
-        sc.SaliencyCallback(images(2, SHAPE), log_dir=str(tmp_path), background_writer="yes")
+        sc.SaliencyCallback(
+            images(2, SHAPE),
+            log_dir=str(tmp_path),
+            runtime=sc.Runtime(background_writer="yes"),
+        )
     with pytest.raises(ValueError, match="max_step_bytes"):
-        sc.SaliencyCallback(images(2, SHAPE), log_dir=str(tmp_path), max_step_bytes=0)
+        sc.SaliencyCallback(
+            images(2, SHAPE),
+            log_dir=str(tmp_path),
+            runtime=sc.Runtime(max_step_bytes=0),
+        )
     with pytest.raises(TypeError, match="overview_pixels"):
-        sc.SaliencyCallback(images(2, SHAPE), log_dir=str(tmp_path), overview_pixels=1.5)
+        sc.SaliencyCallback(
+            images(2, SHAPE),
+            log_dir=str(tmp_path),
+            display=sc.Display(overview_pixels=1.5),
+        )
 
 
 AT_EXIT = """
 import sys, time
 from conftest import images, tiny_cnn
 import saliency_callback as sc
-cb = sc.SaliencyCallback(images(4, (12, 12, 3)), log_dir=sys.argv[1], strict=True)
+strict = sc.Runtime(strict=True)
+cb = sc.SaliencyCallback(images(4, (12, 12, 3)), log_dir=sys.argv[1], runtime=strict)
 cb.set_model(tiny_cnn(shape=(12, 12, 3)))
 cb.on_train_begin()
 original = cb.writer.write_pngs
