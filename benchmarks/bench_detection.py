@@ -36,7 +36,9 @@ What it measures
 
 How to run
     python benchmarks/bench_detection.py --cache /tmp/detection-cache \\
-        --markdown docs/detection_tables.md --plot docs/images/detection.png
+        --markdown docs/detection.md --plot docs/images/detection.png
+    (With --markdown, a page holding the markers `<!-- bench_detection: begin -->` and
+    `<!-- bench_detection: end -->` gets the tables between them; the rest is left alone.)
     python benchmarks/bench_detection.py --quick    # two models, a smoke test (the test suite)
 """
 
@@ -637,6 +639,19 @@ def plot(
     plt.close(fig)
 
 
+def seed_range(models: list[Model]) -> str:
+    """Seeds and how many models each has, e.g. `1-3 (24 each), 4 (10)`."""
+    counts = {s: sum(m.seed == s for m in models) for s in sorted({m.seed for m in models})}
+    full = max(counts.values(), default=0)
+    whole = [s for s, c in counts.items() if c == full]
+    parts = [f"{whole[0]}-{whole[-1]} ({full} each)" if len(whole) > 1 else f"{whole[0]} ({full})"]
+    parts += [f"{s} ({c})" for s, c in counts.items() if c != full]
+    return ", ".join(parts) if counts else "none"
+
+
+BEGIN, END = "<!-- bench_detection: begin -->", "<!-- bench_detection: end -->"
+
+
 def report(
     results: dict[tuple[str, str, int, int], list[Values]],
     models: list[Model],
@@ -649,11 +664,15 @@ def report(
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         head = (
             f"<!-- written by `{command}`; do not edit by hand -->\n\n"
-            f"{len(models)} models, {args.epochs} epochs of {args.n_train} images, "
-            f"{args.seeds} seeds.\n\n"
+            f"{len(models)} models (seeds {seed_range(models)}), {args.epochs} epochs of "
+            f"{args.n_train} images, load average {os.getloadavg()[0]:.1f}.\n\n"
         )
+        body = f"{BEGIN}\n{head}{text}{END}"
+        if args.markdown.exists() and BEGIN in (page := args.markdown.read_text()):
+            # a page with the markers: only the part between them is the benchmark's
+            body = page[: page.index(BEGIN)] + body + page[page.index(END) + len(END) :]
         tmp = args.markdown.with_suffix(".tmp")
-        tmp.write_text(head + text)
+        tmp.write_text(body)
         os.replace(tmp, args.markdown)
     if args.plot is not None:
         plot(results, models, args, args.plot)
@@ -680,6 +699,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--probe-counts", nargs="+", type=int, default=list(PROBE_COUNTS))
     parser.add_argument(
         "--cached-only", action="store_true", help="evaluate the models already trained, train none"
+    )
+    parser.add_argument(
+        "--report-from-seed",
+        type=int,
+        default=0,
+        help="report only models of this seed and later (earlier seeds: a design split)",
     )
     parser.add_argument("--train-only", action="store_true", help="fill the cache and stop")
     parser.add_argument("--markdown", type=Path, help="write the tables to this file")
@@ -716,6 +741,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"harm {model.harm:+.2f} ({time.perf_counter() - t:.0f} s)",
                 flush=True,
             )
+        models = [m for m in models if m.seed >= args.report_from_seed]
         if not args.train_only:
             command = "python benchmarks/bench_detection.py " + " ".join(argv or sys.argv[1:])
             report(evaluate(models, cache, args), models, args, command)

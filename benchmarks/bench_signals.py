@@ -49,6 +49,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras
 import numpy as np
+from bench_detection import small_cnn  # the same CNN (this folder is sys.path[0])
 
 import saliency_callback as sc
 from saliency_callback import background as bg
@@ -150,20 +151,6 @@ class Recorder(keras.callbacks.Callback):
             values, _ = bg.score(test, outputs, test.split(variant_outputs))
             for name in ("gap", "flip_rate", "reliance", "only_bg_accuracy"):
                 self.put(f"{set_name}:background/{name}", values[name])
-
-
-def small_cnn(size: int, seed: int) -> keras.Model:
-    keras.utils.set_random_seed(seed)
-    inp = keras.Input((size, size, 3))
-    x = inp
-    for filters in (16, 32, 64):
-        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
-        x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    out = keras.layers.Dense(NUM_CLASSES, activation="softmax")(x)
-    model = keras.Model(inp, out)
-    model.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy")
-    return model
 
 
 def data(family: str, n: int, agreement: float, seed: int, size: int) -> Any:

@@ -149,9 +149,11 @@ class SaliencyCallback(keras.callbacks.Callback):
             only_fg/only_bg/mixed_rand/mixed_same accuracy, `gap` (accuracy minus mixed_rand
             accuracy), `flip_rate` (swaps that change the prediction; no labels needed), and
             the image `saliency/background` (original | only_fg | only_bg | mixed_rand).
-            `gap` and `flip_rate` also go into Keras's `logs`. Defaults to `None`: on when
-            `masks` or `boxes` are given.
-        alarm: A `ShortcutAlarm` watching any logged signal (reliance, mass in mask,
+            `gap`, `flip_rate`, `reliance`, `harm`, `harm_low` and `harm_high` (the accuracy
+            the model is estimated to lose where the background disagrees, with its bounds,
+            see `saliency_callback.calibration`) also go into Keras's `logs`. Defaults to
+            `None`: on when `masks` or `boxes` are given.
+        alarm: A `ShortcutAlarm` watching any logged signal (harm, reliance, mass in mask,
             background gap, flip rate, ...). Defaults to `None`.
         display: A `Display`: smoothing, colormap, opacity, tile sizes, value range, channel
             reduction and normalisation, and whether the overview and timeline are written.

@@ -51,10 +51,14 @@ def rates(cell: str) -> tuple[float, int, float, int]:
 def test_quick_detection_benchmark(tmp_path, capsys):
     module = load()
     markdown, plot = tmp_path / "tables.md", tmp_path / "plot.png"
+    # A page with the markers: the benchmark writes between them and leaves the rest alone.
+    markdown.write_text(f"intro prose\n{module.BEGIN}\nstale table\n{module.END}\noutro prose\n")
     argv = ["--quick", "--cache", str(tmp_path / "cache"), "--markdown", str(markdown)]
     assert module.main([*argv, "--plot", str(plot)]) == 0
     printed = capsys.readouterr().out
     text = markdown.read_text()
+    assert text.startswith("intro prose\n") and text.endswith("outro prose\n")
+    assert "stale table" not in text and text.count(module.BEGIN) == 1
     tables = parse_tables(text)
     assert tables == parse_tables(printed[printed.index("### ") :])  # the same tables printed
     assert len(tables) == 6  # truth, rules, mask kinds, per-epoch harm, probe count, estimate
