@@ -613,12 +613,12 @@ def plot(
         ]
         x, y = curve(found)
         false = rates(found)[2]
-        axes[0].plot(x, y, "o-", label=f"{family} (false alarms {false:.0%})")
+        axes[0].plot(x, y, "o-", label=f"{family} (false alarms {pct(false)})")
     axes[0].set_title(f"Per family (exact masks, {n0} probes)")
     for n in args.probe_counts:
         found = outcomes(results, models, DEFAULT_RULE, "mask", n)
         x, y = curve(found)
-        axes[1].plot(x, y, "o-", label=f"{n} probes (false alarms {rates(found)[2]:.0%})")
+        axes[1].plot(x, y, "o-", label=f"{n} probes (false alarms {pct(rates(found)[2])})")
     axes[1].set_title("Per probe count (exact masks, all families)")
     for ax in axes:
         ax.axvspan(-0.05, HARMLESS, color="0.9")

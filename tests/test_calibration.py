@@ -161,7 +161,11 @@ def test_the_default_alarm_fires_on_a_background_reader_with_the_estimate(tmp_pa
 def test_the_default_alarm_works_without_labels(tmp_path):
     images, _, masks = probe_set(object_reads_class=False)
     cb = sc.SaliencyCallback(
-        images, masks=masks, log_dir=str(tmp_path), strict=True, alarm=sc.ShortcutAlarm()
+        images,
+        masks=masks,
+        log_dir=str(tmp_path),
+        runtime=sc.Runtime(strict=True),
+        alarm=sc.ShortcutAlarm(),
     )
     model = background_reader()
     model.fit(images, np.arange(len(images)) % 3, epochs=1, verbose=0, callbacks=[cb])
@@ -190,7 +194,7 @@ def test_a_resumed_run_fires_the_default_alarm_where_an_uninterrupted_one_does(t
             labels=labels,
             masks=masks,
             log_dir=str(log_dir),
-            strict=True,
+            runtime=sc.Runtime(strict=True),
             alarm=sc.ShortcutAlarm(patience=3),
         )
         parts = [keras.callbacks.BackupAndRestore(str(tmp_path / f"{name}-backup")), cb]
