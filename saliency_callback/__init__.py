@@ -24,6 +24,9 @@ _EXPORTS = {
     "ShortcutData": "saliency_callback.datasets",
     "make_shortcut_data": "saliency_callback.datasets",
     "make_shortcut_splits": "saliency_callback.datasets",
+    "ProposedMasks": "saliency_callback.proposals",
+    "propose_masks": "saliency_callback.proposals",
+    "make_texture_data": "saliency_callback.textures",
     "Explainer": "saliency_callback.engine",
     "Explanation": "saliency_callback.engine",
     "compute_saliency": "saliency_callback.engine",
@@ -53,6 +56,7 @@ _SUBMODULES = (
     "annotate",
     "background",
     "backends",
+    "box_panels",
     "callback",
     "cli",
     "datasets",
@@ -68,9 +72,12 @@ _SUBMODULES = (
     "postprocess",
     "probe_file",
     "probes",
+    "proposals",
     "render",
     "report",
     "resume",
+    "tensorboard_plugin",
+    "textures",
     "timeline",
     "worker",
     "writer",
@@ -81,6 +88,7 @@ if TYPE_CHECKING:
     from saliency_callback import annotate as annotate
     from saliency_callback import backends as backends
     from saliency_callback import background as background
+    from saliency_callback import box_panels as box_panels
     from saliency_callback import callback as callback
     from saliency_callback import cli as cli
     from saliency_callback import datasets as datasets
@@ -96,9 +104,12 @@ if TYPE_CHECKING:
     from saliency_callback import postprocess as postprocess
     from saliency_callback import probe_file as probe_file
     from saliency_callback import probes as probes
+    from saliency_callback import proposals as proposals
     from saliency_callback import render as render
     from saliency_callback import report as report
     from saliency_callback import resume as resume
+    from saliency_callback import tensorboard_plugin as tensorboard_plugin
+    from saliency_callback import textures as textures
     from saliency_callback import timeline as timeline
     from saliency_callback import worker as worker
     from saliency_callback import writer as writer
@@ -126,7 +137,9 @@ if TYPE_CHECKING:
     from saliency_callback.options import Display, Runtime
     from saliency_callback.plotting import plot_saliency
     from saliency_callback.probe_file import ProbeFile, read_probe_file, write_probe_file
+    from saliency_callback.proposals import ProposedMasks, propose_masks
     from saliency_callback.render import Renderer
+    from saliency_callback.textures import make_texture_data
 
 
 def __getattr__(name: str) -> Any:
@@ -153,6 +166,7 @@ __all__ = [
     "IntegratedGradients",
     "Method",
     "ProbeFile",
+    "ProposedMasks",
     "Renderer",
     "Runtime",
     "SaliencyCallback",
@@ -165,9 +179,11 @@ __all__ = [
     "compute_saliency",
     "make_shortcut_data",
     "make_shortcut_splits",
+    "make_texture_data",
     "mass_in_mask",
     "plot_saliency",
     "pointing_game",
+    "propose_masks",
     "rank_in_mask",
     "read_probe_file",
     "write_probe_file",

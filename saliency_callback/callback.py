@@ -20,15 +20,16 @@ from saliency_callback import inputs as _inputs
 from saliency_callback import metrics as _metrics
 from saliency_callback import postprocess
 from saliency_callback.alarm import MONITORS, AlarmEvent, ShortcutAlarm
+from saliency_callback.box_panels import render_probe_boxes
 from saliency_callback.engine import Explainer, Explanation
 from saliency_callback.inputs import TargetSpec
 from saliency_callback.methods import RECOMMENDED, Method, get_method
 from saliency_callback.options import Display, Runtime, legacy_options, positive_int
 from saliency_callback.postprocess import Normalization, Reduction
-from saliency_callback.probes import Probes, load_probes
+from saliency_callback.probes import ObjectRegions, Probes, load_probes, locate_objects
 from saliency_callback.resume import read_history, replay_alarm, replay_chances
 from saliency_callback.timeline import Timeline
-from saliency_callback.worker import StepPayload, StepWriter, Worker
+from saliency_callback.worker import BACKGROUND_DESCRIPTION, StepPayload, StepWriter, Worker
 from saliency_callback.writer import RunWriter, check_log_dir
 
 _NAME = "SaliencyCallback"
@@ -88,7 +89,8 @@ class SaliencyCallback(keras.callbacks.Callback):
       `saliency/rank_in_mask` and `saliency/mass_in_mask_chance` (the masks' area fraction).
       The means are also added to Keras's `logs` as `saliency_mass_in_mask`, ... so
       `CSVLogger`, `History` and `EarlyStopping` see them (on logged epochs);
-    - with an `alarm`: the scalar `saliency/alarm` (1 when the alarm fires, else 0) and
+    - with an `alarm`: the scalar `saliency/alarm` (1 when the alarm fires, else 0),
+      `saliency/alarm_limit/<signal>` (the threshold at that epoch, on the watched signal) and
       the text `saliency/alarm_message` explaining it; `saliency/nonfinite` marks epochs whose
       outputs were NaN/inf (their images are skipped).
 
@@ -152,7 +154,11 @@ class SaliencyCallback(keras.callbacks.Callback):
             `gap`, `flip_rate`, `reliance`, `harm`, `harm_low` and `harm_high` (the accuracy
             the model is estimated to lose where the background disagrees, with its bounds,
             see `saliency_callback.calibration`) also go into Keras's `logs`. Defaults to
-            `None`: on when `masks` or `boxes` are given.
+            `None`: on. Without `masks` or `boxes` the tests use object boxes proposed once
+            from the probe images (never from the model; `saliency_callback.proposals`,
+            docs/mask-free.md), shown in the image `saliency/probe_boxes`, with
+            `saliency/background/proposed_boxes` = 1; probes without a plausible object are
+            left out, with one warning.
         alarm: A `ShortcutAlarm` watching any logged signal (harm, reliance, mass in mask,
             background gap, flip rate, ...). Defaults to `None`.
         display: A `Display`: smoothing, colormap, opacity, tile sizes, value range, channel
@@ -290,6 +296,7 @@ class SaliencyCallback(keras.callbacks.Callback):
         self._chance: np.ndarray | None = None
         self._label_ids: np.ndarray | None = None
         self._background: _background.BackgroundTest | None = None
+        self._regions: ObjectRegions | None = None
         self._display_range: tuple[float, float] | None = None
         self._is_chief = True
 
@@ -312,12 +319,9 @@ class SaliencyCallback(keras.callbacks.Callback):
                 f"{background_tests!r}"
             )
         masks = self.probes.masks
-        if background_tests and masks is None:
-            raise ValueError(
-                f"`{_NAME}` got background_tests=True but no `masks` or `boxes`; the background "
-                "tests need to know where each probe's object is"
-            )
-        enabled = masks is not None if background_tests is None else bool(background_tests)
+        # Without masks or boxes the tests run on object boxes proposed from the images at
+        # `on_train_begin` (`probes.locate_objects`).
+        enabled = True if background_tests is None else bool(background_tests)
         if enabled and masks is not None:
             area = masks.mean(axis=(1, 2))
             left_out = [int(i) for i in np.flatnonzero((area == 0) | (area == 1))]
@@ -335,10 +339,11 @@ class SaliencyCallback(keras.callbacks.Callback):
             return None
         if not isinstance(alarm, ShortcutAlarm):
             raise TypeError(f"`{_NAME}` expected `alarm` to be a ShortcutAlarm, received {alarm!r}")
-        if alarm.needs_masks and self.probes.masks is None:
+        background_monitor = alarm.monitor.startswith("background/")
+        if alarm.needs_masks and self.probes.masks is None and not background_monitor:
             raise ValueError(
                 f"`{_NAME}` got an alarm on {alarm.monitor!r}, which needs `masks` or `boxes`; "
-                "received neither"
+                "received neither (proposed object boxes serve the background tests only)"
             )
         if alarm.monitor.startswith("background/") and not self.background_tests:
             raise ValueError(
@@ -384,14 +389,26 @@ class SaliencyCallback(keras.callbacks.Callback):
         if self.probes.masks is not None:
             self._chance = _metrics.chance_level(self.probes.masks)
         self._background = None
-        if self.background_tests and self.probes.masks is not None:
-            self._background = _background.BackgroundTest.build(
-                self.probes.images, self.probes.masks, label_ids
+        once = []
+        raw = self.probes.raw
+        self._display_range = self.renderer.value_range or (
+            (0.0, 255.0) if raw.dtype == np.uint8 else None
+        )
+        if self.background_tests:
+            regions = self._object_regions()
+            if regions.usable.any():
+                self._background = _background.BackgroundTest.build(
+                    self.probes.images, regions.masks, label_ids
+                )
+            r = self.renderer
+            boxes = render_probe_boxes(
+                raw,
+                regions,
+                value_range=self._display_range,
+                min_tile=r.min_tile,
+                max_tile=r.max_tile,
             )
-            raw = self.probes.raw
-            self._display_range = self.renderer.value_range or (
-                (0.0, 255.0) if raw.dtype == np.uint8 else None
-            )
+            once.append(("saliency/probe_boxes", boxes, regions.describe()))
         background = None
         if self._background is not None:
             test = self._background
@@ -410,7 +427,26 @@ class SaliencyCallback(keras.callbacks.Callback):
             max_step_bytes=self.max_step_bytes,
             timeline=Timeline(pixel_budget=self.overview_pixels) if self.timeline else None,
             background=background,
+            background_description=BACKGROUND_DESCRIPTION
+            + ("" if self._regions is None else " " + self._regions.describe()),
+            once=once,
         )
+
+    @property
+    def _regions_missing(self) -> bool:
+        """Whether the background tests are on but no probe has a plausible object."""
+        return self.background_tests and self._regions is not None and self._background is None
+
+    def _object_regions(self) -> ObjectRegions:
+        """The probes' object regions, found once per callback (proposals never look at the
+        model); warns once about probes without a plausible one."""
+        if self._regions is not None:
+            return self._regions
+        regions = self._regions = locate_objects(self.probes)
+        message = regions.warning()
+        if message is not None:
+            warnings.warn(f"{_NAME}: {message}", stacklevel=4)
+        return regions
 
     # -- Keras hooks ---------------------------------------------------------------------------
 
@@ -632,9 +668,11 @@ class SaliencyCallback(keras.callbacks.Callback):
         values, per_probe = _background.score(
             test, result.outputs, variants, regression=regression, targets=targets
         )
+        assert self._regions is not None
+        proposed = float(self._regions.source == "proposed")
         chance = values.get("only_bg_chance")
         per_probe_signal = per_probe.get("flip", per_probe.get("change"))
-        scalars: dict[str, float] = {}
+        scalars: dict[str, float] = {"saliency/background/proposed_boxes": proposed}
         for name, value in values.items():
             key = f"background/{name}"
             scalars[f"saliency/{key}"] = value
@@ -656,11 +694,21 @@ class SaliencyCallback(keras.callbacks.Callback):
         """Updates the alarm (synchronously: it may stop training); returns its message."""
         assert self.alarm is not None
         signal = signals.get(self.alarm.monitor)
+        background_monitor = self.alarm.monitor.startswith("background/")
+        if signal is None and background_monitor and self._regions_missing:
+            scalars["saliency/alarm"] = float("nan")
+            return (
+                f"Shortcut alarm could not run: {self.alarm.monitor} needs the background "
+                "tests, and no plausible object was found in any probe image. Pass "
+                "`boxes=` or `masks=` to watch for background shortcuts."
+            )
         if signal is None:  # e.g. the gap without labels: nothing to watch this epoch
             return None
         context = {name: value for name, (value, _, _) in signals.items()}
         event = self.alarm.update(step, *signal, context=context)
         scalars["saliency/alarm"] = float(event is not None)
+        # The threshold at this step, on the watched signal (the dashboard draws it).
+        scalars[f"saliency/alarm_limit/{self.alarm.monitor}"] = self.alarm.limit(signal[2])
         if event is None:
             return None
         self.alarm_events.append(event)

@@ -31,6 +31,8 @@ from numpy.typing import NDArray
 __all__ = [
     "BACKGROUND_TINTS",
     "CUES",
+    "OBJECT_AREA_LIMITS",
+    "RANDOM_SCALE",
     "SHAPES",
     "ShortcutData",
     "make_shortcut_data",
@@ -55,6 +57,11 @@ BACKGROUND_TINTS.flags.writeable = False
 """RGB background tint (the shortcut cue) of each class, in class-index order (read-only)."""
 
 MIN_IMAGE_SIZE = 16
+
+OBJECT_AREA_LIMITS = (0.01, 0.3)
+"""Bounds of `make_shortcut_data(object_area=...)`, as fractions of the image."""
+RANDOM_SCALE: tuple[float, float] = (0.02, 0.3)
+"""`object_area` of the random-scale family: objects from 2% to 30% of the image."""
 
 # Object size: every shape below has an area of about pi * r**2 and fits in a
 # box of half-width 1.25 * r. With r drawn uniformly in this range (as a
@@ -193,11 +200,15 @@ def _render_shapes(
 
 
 def _draw_masks(
-    labels: NDArray[np.int64], image_size: int, num_classes: int, rng: np.random.Generator
+    labels: NDArray[np.int64],
+    image_size: int,
+    num_classes: int,
+    rng: np.random.Generator,
+    radius_range: tuple[float, float] = _RADIUS_RANGE,
 ) -> NDArray[np.bool_]:
     """Draws one randomly placed and sized object per image, by class."""
     n = int(labels.shape[0])
-    low, high = _RADIUS_RANGE
+    low, high = radius_range
     radius = rng.uniform(low, high, size=n) * image_size
     # Pixel centres sit at i + 0.5, so centres in [margin, S - margin] keep the
     # object inside the image with at least one background pixel around it.
@@ -297,7 +308,10 @@ def _uniform_centers(
 
 
 def _patch_centers(
-    radius: NDArray[np.float64], image_size: int, rng: np.random.Generator
+    radius: NDArray[np.float64],
+    image_size: int,
+    rng: np.random.Generator,
+    widest_radius: float = _RADIUS_RANGE[1],
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Uniform centres whose object box stays clear of the top-left patch.
 
@@ -308,7 +322,7 @@ def _patch_centers(
     size = _patch_size(image_size)
     # The largest object's box leaves `image_size - 2 * widest` pixels along each axis; keep a
     # pixel of background between it and the patch wherever that leaves a pixel to spare.
-    widest = _HALF_EXTENT * _RADIUS_RANGE[1] * image_size + 1.0
+    widest = _HALF_EXTENT * widest_radius * image_size + 1.0
     gap = 1.0 if image_size - 2 * widest >= size + 2 else 0.0
     center_y, center_x = _uniform_centers(radius, image_size, 0.0, rng)
     while True:
@@ -377,6 +391,7 @@ def _generate_family(
     image_size: int,
     num_classes: int,
     rng: np.random.Generator,
+    radius_range: tuple[float, float] = _RADIUS_RANGE,
 ) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
     """Images (before pixel noise) and main-object masks of every cue but the tint."""
     n = int(labels.shape[0])
@@ -387,10 +402,10 @@ def _generate_family(
         main_r, main_y, main_x, dist_r, dist_y, dist_x = _distractor_layout(n, size, rng)
         distractor = _render_shapes(cue_classes, dist_y, dist_x, dist_r, size, num_classes)
     else:
-        radius = rng.uniform(*_RADIUS_RANGE, size=n) * size
+        radius = rng.uniform(*radius_range, size=n) * size
         main_r = radius
         if cue == "patch":
-            main_y, main_x = _patch_centers(radius, size, rng)
+            main_y, main_x = _patch_centers(radius, size, rng, radius_range[1])
         elif cue == "frame":
             main_y, main_x = _uniform_centers(radius, size, float(_frame_width(size)), rng)
         else:
@@ -433,6 +448,7 @@ def _generate(
     noise: float,
     rng: np.random.Generator,
     cue: str = "background_color",
+    radius_range: tuple[float, float] = _RADIUS_RANGE,
 ) -> ShortcutData:
     labels = rng.permutation(np.arange(n, dtype=np.int64) % num_classes)
 
@@ -445,7 +461,7 @@ def _generate(
 
     tints = BACKGROUND_TINTS[:num_classes]
     if cue == "background_color":
-        masks = _draw_masks(labels, image_size, num_classes, rng)
+        masks = _draw_masks(labels, image_size, num_classes, rng, radius_range)
         jitter = rng.uniform(-_TINT_JITTER, _TINT_JITTER, size=(n, 3)).astype(np.float32)
         backgrounds = tints[background_classes] + jitter
         objects = _draw_object_colors(n, tints, rng)
@@ -454,7 +470,7 @@ def _generate(
         ).astype(np.float32, copy=False)
     else:
         images, masks = _generate_family(
-            cue, labels, background_classes, image_size, num_classes, rng
+            cue, labels, background_classes, image_size, num_classes, rng, radius_range
         )
     if noise > 0:
         images += np.float32(noise) * rng.standard_normal(images.shape, dtype=np.float32)
@@ -480,6 +496,29 @@ def _check_cue(cue: Any, image_size: int) -> str:
             _CUE_SIZE_MSG.format(minimum=_DISTRACTOR_MIN_IMAGE_SIZE, cue=cue, value=image_size)
         )
     return cue
+
+
+def _check_object_area(object_area: Any, cue: str) -> tuple[float, float]:
+    """The radius range (fraction of the side) for `object_area`, `None` for the default."""
+    if object_area is None:
+        return _RADIUS_RANGE
+    if cue == "distractor":
+        raise ValueError(
+            f"expected `object_area=None` with cue='distractor', received {object_area!r}"
+        )
+    try:
+        low, high = (float(v) for v in object_area)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"expected `object_area` to be a pair (low, high) of floats, received {object_area!r}"
+        ) from None
+    lo_limit, hi_limit = OBJECT_AREA_LIMITS
+    if not lo_limit <= low <= high <= hi_limit:
+        raise ValueError(
+            f"expected `object_area` with {lo_limit} <= low <= high <= {hi_limit}, received "
+            f"{object_area!r}"
+        )
+    return float(np.sqrt(low / np.pi)), float(np.sqrt(high / np.pi))
 
 
 def _check_args(
@@ -519,6 +558,7 @@ def make_shortcut_data(
     seed: int = 0,
     noise: float = 0.05,
     cue: str = "background_color",
+    object_area: tuple[float, float] | None = None,
 ) -> ShortcutData:
     """Generates images whose background (or another cue) is a partial shortcut.
 
@@ -598,6 +638,13 @@ def make_shortcut_data(
             `"background_texture"`, `"patch"`, `"frame"`, `"blur"`,
             `"distractor"`. The default gives the same data as before the
             other families existed.
+        object_area: `(low, high)`: draw each object's size so that its
+            area (about `pi * r**2`) is uniform in radius between these
+            fractions of the image, within `OBJECT_AREA_LIMITS` (0.01 to
+            0.3); e.g. `RANDOM_SCALE` (0.02 to 0.3) for objects at a random
+            position and scale. Defaults to `None`: the usual sizes (about
+            11% to 26%), the same data as before this option. Not with
+            `cue="distractor"`.
 
     Returns:
         A `ShortcutData` with `images` float32 `(n, S, S, 3)` in `[0, 1]`,
@@ -624,7 +671,8 @@ def make_shortcut_data(
     """
     args = _check_args(n, image_size, num_classes, agreement, noise)
     cue = _check_cue(cue, args[1])
-    return _generate(*args, rng=np.random.default_rng(seed), cue=cue)
+    radius_range = _check_object_area(object_area, cue)
+    return _generate(*args, rng=np.random.default_rng(seed), cue=cue, radius_range=radius_range)
 
 
 def make_shortcut_splits(
@@ -638,6 +686,7 @@ def make_shortcut_splits(
     num_classes: int = 3,
     noise: float = 0.05,
     cue: str = "background_color",
+    object_area: tuple[float, float] | None = None,
 ) -> tuple[ShortcutData, ShortcutData]:
     """Generates a shortcut-laden training split and a balanced test split.
 
@@ -661,6 +710,8 @@ def make_shortcut_splits(
         num_classes: Number of classes, between 2 and 6.
         noise: Standard deviation of the Gaussian pixel noise, >= 0.
         cue: The cue family of both splits, one of `CUES`; see
+            `make_shortcut_data`.
+        object_area: Object size range of both splits; see
             `make_shortcut_data`.
 
     Returns:
@@ -688,7 +739,12 @@ def make_shortcut_splits(
         agreement_name="test_agreement",
     )
     cue = _check_cue(cue, train_args[1])
+    radius_range = _check_object_area(object_area, cue)
     train_seq, test_seq = np.random.SeedSequence(seed).spawn(2)
-    train = _generate(*train_args, rng=np.random.default_rng(train_seq), cue=cue)
-    test = _generate(*test_args, rng=np.random.default_rng(test_seq), cue=cue)
+    train = _generate(
+        *train_args, rng=np.random.default_rng(train_seq), cue=cue, radius_range=radius_range
+    )
+    test = _generate(
+        *test_args, rng=np.random.default_rng(test_seq), cue=cue, radius_range=radius_range
+    )
     return train, test

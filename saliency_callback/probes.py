@@ -136,3 +136,105 @@ def load_probes(
         masks = _metrics.masks_from_boxes(boxes, x.shape[:3])
     mask_arr = None if masks is None else check_masks(masks, x.shape[:3])
     return Probes(raw, x, label_arr, mask_arr)
+
+
+@dataclass(frozen=True)
+class ObjectRegions:
+    """Where each probe's object is, for the background tests: given, or proposed.
+
+    Attributes:
+        masks: bool `(N, H, W)`: the regions the tests keep as "object". Given masks as they
+            are; proposals as their filled boxes (a box keeps all of the object inside, at the
+            price of some background: the tests stay box-based); empty for probes left out.
+        boxes: int64 `(N, 4)` `(x0, y0, x1, y1)` of each region (for display), or `None` for
+            given masks.
+        usable: bool `(N,)`: probes with a plausible region (given masks: all).
+        source: `"given"` (masks or boxes from the user) or `"proposed"` (from the image by
+            `saliency_callback.proposals`, never by the model).
+        method: The proposal method, or `None` for given masks.
+        error: Why no proposal could be made at all (OpenCV missing), or `None`.
+        pixels: bool `(N, H, W)`: the proposals' own pixel masks (empty where left out), for
+            tests that want them instead of boxes; `None` for given masks.
+    """
+
+    masks: np.ndarray
+    boxes: np.ndarray | None
+    usable: np.ndarray
+    source: str
+    method: str | None = None
+    error: str | None = None
+    pixels: np.ndarray | None = None
+
+    @property
+    def left_out(self) -> list[int]:
+        """Probes without a plausible region."""
+        return [int(i) for i in np.flatnonzero(~self.usable)]
+
+    def describe(self) -> str:
+        """One sentence for the summaries' descriptions: where the regions come from."""
+        if self.source == "given":
+            return "Object regions: the masks or boxes given to the callback."
+        if self.error:
+            return f"Object regions: none (object proposals are unavailable: {self.error})."
+        used = int(self.usable.sum())
+        text = (
+            f"Object regions: **proposed** from the images alone (`{self.method}`, "
+            f"`saliency_callback.proposals`; boxes, not given masks), plausible for {used} of "
+            f"{len(self.usable)} probes"
+        )
+        if self.left_out:
+            text += f"; left out of the background tests: probes {self.left_out}"
+        return text + ". Check them in `saliency/probe_boxes`; pass `boxes=` or `masks=` to fix."
+
+    def warning(self) -> str | None:
+        """What the user must know about regions that could not be proposed, or `None`."""
+        if self.source == "given":
+            return None
+        if not self.usable.any():
+            why = (
+                f"object proposals are unavailable ({self.error})"
+                if self.error
+                else "no plausible object found in any probe image (e.g. whole-image textures)"
+            )
+            return (
+                f"{why}, so the background tests and any background alarm cannot run "
+                "(`saliency/alarm` logs NaN with a message saying so). Pass `boxes=` or "
+                "`masks=`, or `background_tests=False`."
+            )
+        if self.left_out:
+            return (
+                f"no plausible object found in probes {self.left_out} (object boxes are "
+                "proposed from the images, never from the model); they are left out of the "
+                "background tests. See `saliency/probe_boxes`; pass `boxes=` or `masks=` to "
+                "include them."
+            )
+        return None
+
+
+def locate_objects(probes: Probes) -> ObjectRegions:
+    """The probes' object regions: the given masks, else boxes proposed from the raw images.
+
+    Proposals never look at a model (see `saliency_callback.proposals`). Probes without a
+    plausible proposal get an empty region, which the background tests leave out.
+    """
+    if probes.masks is not None:
+        return ObjectRegions(probes.masks, None, np.ones(len(probes), bool), "given")
+    from saliency_callback.proposals import propose_masks
+
+    try:
+        proposed = propose_masks(probes.raw)
+    except ImportError as err:  # no usable OpenCV: no proposals, never a crash
+        none = np.zeros(len(probes), bool)
+        return ObjectRegions(
+            np.zeros(probes.images.shape[:3], bool), None, none, "proposed", None, str(err)
+        )
+    usable = ~proposed.fallback
+    keep = usable[:, None, None]
+    return ObjectRegions(
+        proposed.box_masks & keep,
+        proposed.boxes,
+        usable,
+        "proposed",
+        proposed.method,
+        pixels=proposed.masks & keep,
+    )

@@ -5,22 +5,23 @@ The background tests need to know where each probe's object is. Without user mas
 shortcut model's most salient region *is* the shortcut, so its own saliency as the "object"
 would keep the shortcut inside the box and hide it (circular).
 
-The default method, `"grabcut"`, is OpenCV's GrabCut (Rother, Kolmogorov, Blake, SIGGRAPH
-2004; `cv2.grabCut`) started from a border prior: the image's outermost ring of pixels is
-background for certain, a band along the border (5% of the side) probably background, the
-rest probably object. GrabCut fits a colour model to each and cuts the image along the
-colour edges between them. The proposal is the largest connected region of the result that
-does not touch the border (the largest of all if every region does). Two things make a
-proposal implausible: a box covering less than `min_area` or more than `max_area` of the
-image, and a box at the same distance from all four sides, which is the inside of a frame
-(a border cue such as a frame or a vignette is then all the "background" GrabCut saw). The
-inside of a frame is cut again within the frame (twice at most); a box still implausible is
-tried once more with a 15% band, and then replaced by the centre box (the middle half of
-each side) and flagged in `fallback`: the caller should not trust it (the callback leaves
-such probes out of the background tests). On whole-image textures, with no object, GrabCut
-separates nothing and every probe falls back. GrabCut's k-means start draws from OpenCV's
-random generator, which is seeded (`cv2.setRNGSeed(0)`) before each cut, so the same image
-always gets the same proposal.
+The default method, `"grabcut"`, is OpenCV's GrabCut (Rother, Kolmogorov, Blake, SIGGRAPH 2004;
+`cv2.grabCut`) started from a border prior: the image's outermost ring of pixels is background
+for certain, a band along the border (5% of the side) probably background, the rest probably
+object. GrabCut fits a colour model to each and cuts the image along the colour edges between
+them. The proposal is the largest connected region of the result that does not touch the border
+(the largest of all if every region does). Two things make a proposal implausible: a box
+covering less than `min_area` or more than `max_area` of the image, and a box at the same
+distance from all four sides, which is the inside of a frame (a border cue such as a frame or a
+vignette is then all the "background" GrabCut saw). The inside of a frame is cut again within
+the frame (twice at most); a box still implausible is tried once more with a 15% band, then
+once more with a 5% band and no certain ring (for an object that touches the border: the
+largest region wins, touching or not), and then replaced by the centre box (the middle half of
+each side) and flagged in `fallback`: the caller should not trust it (the callback leaves such
+probes out of the background tests). On whole-image textures, with no object, GrabCut separates
+nothing and every probe falls back. GrabCut's k-means start draws from OpenCV's random
+generator, which is seeded (`cv2.setRNGSeed(0)`) before each cut, so the same image always gets
+the same proposal.
 
 Other methods, kept for the benchmark (`benchmarks/bench_proposals.py`), which chose the
 default: `"centre"` (the centre box for every image), and, with `opencv-contrib-python`'s
@@ -49,6 +50,7 @@ __all__ = [
     "ProposedMasks",
     "bounding_boxes",
     "centre_boxes",
+    "has_saliency_module",
     "propose_masks",
 ]
 
@@ -56,8 +58,9 @@ METHODS: tuple[str, ...] = ("grabcut", "centre", "spectral_residual", "fine_grai
 """The proposal methods of `propose_masks(method=...)`."""
 DEFAULT_METHOD = "grabcut"
 
-# Border bands tried in turn by "grabcut", as a fraction of each side.
-_BANDS = (0.05, 0.15)
+# The attempts of "grabcut", in turn: the border band (a fraction of each side) and whether
+# the outermost ring is background for certain (then regions touching the border lose).
+_ATTEMPTS = ((0.05, True), (0.15, True), (0.05, False))
 _RANGE_PERCENTILES = (0.5, 99.5)
 _MIN_SIDE = 8  # images smaller than this (at working size) get the centre box
 _MAX_PEELS = 2
@@ -161,8 +164,9 @@ def _to_rgb_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip((x - lo) * scale + 0.5, 0, 255).astype(np.uint8)
 
 
-def _largest_region(foreground: np.ndarray) -> np.ndarray:
-    """The largest 8-connected region not touching the border (of all, if every one does)."""
+def _largest_region(foreground: np.ndarray, interior: bool = True) -> np.ndarray:
+    """The largest 8-connected region; with `interior`, the largest not touching the border
+    (of all, if every one does)."""
     cv2 = _cv2()
     count, labels, stats, _ = cv2.connectedComponentsWithStats(
         foreground.astype(np.uint8), connectivity=8
@@ -175,27 +179,40 @@ def _largest_region(foreground: np.ndarray) -> np.ndarray:
     y1 = y + stats[1:, cv2.CC_STAT_HEIGHT]
     areas = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
     touches = (x == 0) | (y == 0) | (x1 >= w) | (y1 >= h)
-    if (~touches).any():
+    if interior and (~touches).any():
         areas[touches] = -1.0
     return np.asarray(labels == 1 + int(np.argmax(areas)))
 
 
-def _grabcut(image: np.ndarray, band: float, iterations: int) -> np.ndarray:
+def _grabcut(image: np.ndarray, band: float, ring: bool, iterations: int) -> np.ndarray:
     cv2 = _cv2()
     h, w = image.shape[:2]
     by, bx = max(2, round(band * h)), max(2, round(band * w))
     mask = np.full((h, w), cv2.GC_PR_BGD, np.uint8)
     mask[by : h - by, bx : w - bx] = cv2.GC_PR_FGD
-    mask[0, :] = mask[-1, :] = mask[:, 0] = mask[:, -1] = cv2.GC_BGD
+    if ring:
+        mask[0, :] = mask[-1, :] = mask[:, 0] = mask[:, -1] = cv2.GC_BGD
     bgd, fgd = np.zeros((1, 65)), np.zeros((1, 65))
     cv2.setRNGSeed(0)  # GrabCut's k-means initialisation draws from OpenCV's RNG
     cv2.grabCut(image, mask, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
-    return _largest_region((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD))
+    return _largest_region((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD), interior=ring)
+
+
+def has_saliency_module() -> bool:
+    """Whether OpenCV's contrib saliency methods are installed (`opencv-contrib-python`)."""
+    try:
+        cv2 = _cv2()
+    except ImportError:
+        return False
+    saliency = getattr(cv2, "saliency", None)
+    return hasattr(saliency, "StaticSaliencySpectralResidual_create") and hasattr(
+        saliency, "StaticSaliencyFineGrained_create"
+    )
 
 
 def _saliency_region(image: np.ndarray, method: str) -> np.ndarray:
     cv2 = _cv2()
-    if not hasattr(cv2, "saliency"):
+    if not has_saliency_module():
         raise ImportError(
             f"method={method!r} needs OpenCV's contrib modules (`cv2.saliency`): "
             "pip install opencv-contrib-python-headless"
@@ -234,13 +251,13 @@ def _plausible(box: tuple[int, int, int, int] | None, h: int, w: int, lo: float,
     return lo <= area <= hi and not _framed(box, h, w)
 
 
-def _grabcut_peeled(image: np.ndarray, band: float, iterations: int) -> np.ndarray:
+def _grabcut_peeled(image: np.ndarray, band: float, ring: bool, iterations: int) -> np.ndarray:
     """GrabCut from the border prior; a result that is a frame's inside is cut again, inside
     the frame (twice at most), so that a border frame counts as background."""
     h, w = image.shape[:2]
     y, x = 0, 0
     crop = image
-    region = _grabcut(crop, band, iterations)
+    region = _grabcut(crop, band, ring, iterations)
     for _ in range(_MAX_PEELS):
         box = _box(region)
         ch, cw = crop.shape[:2]
@@ -252,7 +269,7 @@ def _grabcut_peeled(image: np.ndarray, band: float, iterations: int) -> np.ndarr
             break
         x, y = x + box[0], y + box[1]
         crop = np.ascontiguousarray(crop[box[1] : box[3], box[0] : box[2]])
-        region = _grabcut(crop, band, iterations)
+        region = _grabcut(crop, band, ring, iterations)
     out = np.zeros((h, w), bool)
     out[y : y + region.shape[0], x : x + region.shape[1]] = region
     return out
@@ -264,8 +281,8 @@ def _propose_one(
     """The proposed region at working size, or None when implausible."""
     h, w = image.shape[:2]
     if method == "grabcut":
-        for band in _BANDS:
-            region = _grabcut_peeled(image, band, iterations)
+        for band, ring in _ATTEMPTS:
+            region = _grabcut_peeled(image, band, ring, iterations)
             if _plausible(_box(region), h, w, lo, hi):
                 return region
         return None

@@ -25,7 +25,7 @@ import signal
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -90,6 +90,9 @@ class StepWriter:
             background panels are left out of that step beyond it (with a warning).
         timeline: Whether to write `saliency/timeline`.
         background: The background tests' image stacks and display range, or `None`.
+        background_description: The description of `saliency/background`.
+        once: `(tag, image, description)` written with the first step only (e.g.
+            `saliency/probe_boxes`, which never changes during a fit).
     """
 
     writer: RunWriter
@@ -101,6 +104,8 @@ class StepWriter:
     max_step_bytes: int = 8 * 2**20
     timeline: Timeline | None = None
     background: tuple[list[np.ndarray], tuple[float, float] | None] | None = None
+    background_description: str = BACKGROUND_DESCRIPTION
+    once: list[tuple[str, np.ndarray, str]] = field(default_factory=list)
     _warned_cap: bool = False
 
     def write(self, p: StepPayload) -> list[str]:
@@ -131,7 +136,8 @@ class StepWriter:
                 max_tile=r.max_tile,
                 value_range=value_range,
             )
-            images.append(("saliency/background", variant_panels, BACKGROUND_DESCRIPTION))
+            images.append(("saliency/background", variant_panels, self.background_description))
+        images += self.once
         if self.timeline is not None:
             self.timeline.add(p.step, overlay_tiles(panels, p.captions is not None))
             images.append(("saliency/timeline", self.timeline.image(), TIMELINE_DESCRIPTION))
@@ -144,6 +150,7 @@ class StepWriter:
             self.writer.text("saliency/alarm_message", p.alarm_message, p.step)
         self.writer.scalars(p.scalars, p.step)
         self.writer.flush()
+        self.once = []
         return messages
 
     def _cap(self, encoded: list[tuple[str, list[bytes], np.ndarray, str]], step: int) -> list[str]:

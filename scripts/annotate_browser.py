@@ -26,15 +26,23 @@ START_TIMEOUT_S = 60.0
 READY_TIMEOUT_MS = 20_000
 
 
-def write_images(directory: Path, n: int, size: tuple[int, int], seed: int = 0) -> list[Path]:
+def write_images(
+    directory: Path, n: int, size: tuple[int, int], seed: int = 0, objects: bool = True
+) -> list[Path]:
     """Writes `n` PNGs of the synthetic shapes data (`saliency_callback.datasets`), square
-    `size[0]` images resized to `size` when it is not square."""
+    `size[0]` images resized to `size` when it is not square. `objects=False` writes
+    whole-image textures instead (`saliency_callback.textures`), where the automatic
+    proposals find nothing, so every mask starts empty."""
     from PIL import Image
 
     from saliency_callback.datasets import make_shortcut_data
+    from saliency_callback.textures import make_texture_data
 
     directory.mkdir(parents=True, exist_ok=True)
-    data = make_shortcut_data(n, image_size=max(size), seed=seed)
+    if objects:
+        data = make_shortcut_data(n, image_size=max(size), seed=seed)
+    else:
+        data = make_texture_data(n, image_size=max(size), seed=seed)
     paths = []
     for i, image in enumerate(data.images):
         pixels = (np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8)

@@ -57,7 +57,7 @@ def shown_mask(page) -> np.ndarray:
 def test_draw_label_save_reload_quit(browser, tmp_path):
     from playwright.sync_api import expect
 
-    write_images(tmp_path / "images", 4, (H, W))
+    write_images(tmp_path / "images", 4, (H, W), objects=False)  # no proposals: masks start empty
     out = tmp_path / "probes.npz"
     args = [str(tmp_path / "images"), "--out", str(out), "--class-names", ",".join(CLASSES)]
     with annotate_server(args) as server:
@@ -119,7 +119,7 @@ def test_draw_label_save_reload_quit(browser, tmp_path):
 def test_undo_skip_and_box_adjust(browser, tmp_path):
     from playwright.sync_api import expect
 
-    write_images(tmp_path / "images", 3, (H, W))
+    write_images(tmp_path / "images", 3, (H, W), objects=False)
     out = tmp_path / "probes.npz"
     with annotate_server([str(tmp_path / "images"), "--out", str(out)]) as server:
         page = open_page(browser, server.url)

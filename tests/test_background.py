@@ -242,10 +242,9 @@ def test_bad_boxes_fail_in_init_naming_boxes(tmp_path, boxes, words):
     assert words in str(info.value)
 
 
-def test_background_tests_without_masks_and_conflicting_alarms_fail_in_init(tmp_path):
+def test_conflicting_alarms_fail_in_init(tmp_path):
+    # (Without masks or boxes the background tests run on proposed boxes: test_maskfree.py.)
     images, labels, masks = probe_set(object_reads_class=False)
-    with pytest.raises(ValueError, match="background_tests=True but no `masks` or `boxes`"):
-        sc.SaliencyCallback(images, background_tests=True, log_dir=str(tmp_path))
     with pytest.raises(ValueError, match="both `alarm` and `alarm_threshold"):
         sc.SaliencyCallback(images, masks=masks, alarm=sc.ShortcutAlarm(), alarm_threshold=0.5)
     with pytest.raises(ValueError, match="needs `labels`"):

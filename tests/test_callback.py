@@ -59,6 +59,7 @@ def test_fit_writes_the_exact_tags_steps_and_images(tmp_path):
         "saliency/overview",
         "saliency/probes",
         "saliency/timeline",
+        "saliency/probe_boxes",  # background tests on by default (no object found here)
         "saliency/confidence",
         "saliency/probe_accuracy",
         "saliency/hotspot",
@@ -96,7 +97,7 @@ def test_overview_can_be_turned_off(tmp_path):
     )
     fit(compiled_cnn(), cb, epochs=1)
     run = read_run(str(tmp_path / "saliency"))
-    assert set(run.images) == {"saliency/probes", "saliency/timeline"}
+    assert set(run.images) == {"saliency/probes", "saliency/timeline", "saliency/probe_boxes"}
     assert len(run.images["saliency/probes"][0][1]) == N
 
 
@@ -333,7 +334,12 @@ BAD_CALLBACK_INPUTS = [
     ),
     ("masks values", dict(masks=np.full((4, 12, 12), 0.5)), ValueError, "only 0 and 1"),
     ("label target w/o labels", dict(target="label"), ValueError, "no `labels`"),
-    ("alarm without masks", dict(alarm=dict(monitor="background/reliance")), ValueError, "needs"),
+    (
+        "mask alarm without masks",  # (a background alarm runs on proposed boxes)
+        dict(alarm=dict(threshold=1.0, monitor="mass_in_mask")),
+        ValueError,
+        "needs `masks`",
+    ),
     (
         "alarm threshold",
         dict(alarm=dict(threshold=2.0, monitor="mass_in_mask"), masks=np.ones((4, 12, 12))),

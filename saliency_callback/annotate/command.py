@@ -14,10 +14,10 @@ import sys
 import webbrowser
 from typing import IO, Any
 
+from saliency_callback._cli_common import PROG, CLIError, one_line, parse_size
 from saliency_callback.annotate.loading import start_probes
 from saliency_callback.annotate.server import make_server
 from saliency_callback.annotate.session import Session
-from saliency_callback.cli import PROG, CLIError, one_line, parse_size
 from saliency_callback.loading import LoadError, read_class_names
 from saliency_callback.probe_file import ProbeFileError, autosave_path, read_autosave
 
