@@ -4,6 +4,7 @@ signal stays on the wrong side of a threshold for `patience` logged epochs."""
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Literal
@@ -157,6 +158,7 @@ class ShortcutAlarm:
     _streak: int = field(default=0, init=False, repr=False)
     _armed: bool = field(default=True, init=False, repr=False)
     _first: float | None = field(default=None, init=False, repr=False)
+    _warned_no_chance: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.monitor is None:
@@ -235,6 +237,7 @@ class ShortcutAlarm:
     def reset(self) -> None:
         """Forgets the streak and the first value (called at the start of each `fit`)."""
         self._streak, self._armed, self._first = 0, True, None
+        self._warned_no_chance = False
 
     def limit(self, chance: float | None) -> float:
         """The value of the signal beyond which an epoch counts."""
@@ -258,7 +261,9 @@ class ShortcutAlarm:
     ) -> AlarmEvent | None:
         """Takes one logged epoch's signal; returns an event when the alarm fires.
 
-        A NaN value (no probe could be measured) neither counts nor breaks the streak.
+        A NaN value (no probe could be measured) neither counts nor breaks the streak. So does
+        a value whose chance level is missing (`relative_to="chance"` or `"above_chance"`), with
+        a warning (once until `reset`): the limit is unknown, and the alarm cannot fire.
         `context` holds the epoch's other signals (e.g. `"background/harm"` and its bounds,
         quoted in the message of the harm alarm); it never changes the decision.
         """
@@ -267,6 +272,16 @@ class ShortcutAlarm:
         if self._first is None:
             self._first = value
         limit = self.limit(chance)
+        if math.isnan(limit):
+            if not self._warned_no_chance:
+                self._warned_no_chance = True
+                warnings.warn(
+                    f"ShortcutAlarm on {self.monitor!r} with relative_to={self.relative_to!r}: "
+                    f"no chance level at step {step} (received chance={chance!r}), so the limit "
+                    "is unknown and the alarm cannot fire at such steps",
+                    stacklevel=3,
+                )
+            return None
         wrong = value < limit if self.side == "below" else value > limit
         if not wrong:
             self._streak, self._armed = 0, True

@@ -11,8 +11,9 @@ counterfactual versions, built once from the fixed probes (they never change bet
 - `only_bg`: the object removed, each of its pixels replaced by a background pixel of the same
   image drawn at random (seeded): the background's colours and noise, no outline of the object.
 - `mixed_rand`: the object pasted onto another probe's `only_bg` background. The partner is
-  drawn once, from a fixed seed, among probes of another class when labels exist (any other
-  probe otherwise), so every epoch and every process uses the same pairs.
+  drawn once, from a fixed seed, among probes of another class when labels exist (none when
+  every probe has the same class; any other probe without labels), so every epoch and every
+  process uses the same pairs.
 - `mixed_same`: the same with a partner of the same class (probes whose class has no other
   probe are left out); without labels, a second partner drawn at random (another probe than
   the `mixed_rand` one). The two swaps give the harm estimate (`calibration`).
@@ -91,8 +92,11 @@ def pair_probes(
         classes: int `(N,)` class of each probe, or `None` (then any other probe qualifies
             for `same=False`, and for `same=True` any other probe than the `same=False`
             partner: a second random swap, for the harm estimate).
-        same: Whether the partner must share the probe's class (`mixed_same`) or should
-            differ from it (`mixed_rand`: another class when one exists, else any other probe).
+        same: Whether the partner must share the probe's class (`mixed_same`) or differ from
+            it (`mixed_rand`). With `classes` and a single class among the valid probes,
+            `mixed_rand` has no partners: swapping backgrounds within one class cannot show a
+            background reader (its prediction would not change), so the swap signals are NaN
+            rather than a false all-clear.
         seed: Seed of the draw; the same inputs and seed always give the same pairs.
     """
     rng = np.random.default_rng(seed)
@@ -110,8 +114,7 @@ def pair_probes(
             others &= indices != first[i]
         elif classes is not None:
             matching = others & ((classes == classes[i]) if same else (classes != classes[i]))
-            if same or matching.any():
-                others = matching
+            others = matching  # one class only: no partner (a swap could not tell)
         choices = indices[others]
         if len(choices):
             partners[i] = int(rng.choice(choices))

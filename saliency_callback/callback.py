@@ -400,6 +400,7 @@ class SaliencyCallback(keras.callbacks.Callback):
                 self._background = _background.BackgroundTest.build(
                     self.probes.images, regions.masks, label_ids
                 )
+                self._warn_single_class(self._background.valid, label_ids)
             r = self.renderer
             boxes = render_probe_boxes(
                 raw,
@@ -448,6 +449,18 @@ class SaliencyCallback(keras.callbacks.Callback):
             warnings.warn(f"{_NAME}: {message}", stacklevel=4)
         return regions
 
+    def _warn_single_class(self, valid: np.ndarray, label_ids: np.ndarray | None) -> None:
+        """Warns when every probe in the background tests has one class (no swap partners)."""
+        taking_part = np.unique(label_ids[valid]) if label_ids is not None else np.zeros(0)
+        if len(taking_part) == 1:
+            warnings.warn(
+                f"{_NAME}: every probe in the background tests has class "
+                f"{self._name(int(taking_part[0]))}; swapping backgrounds within one class "
+                "cannot show whether the model reads the background, so flip_rate, reliance "
+                "and gap are not measured (NaN). Add probes of other classes.",
+                stacklevel=4,
+            )
+
     # -- Keras hooks ---------------------------------------------------------------------------
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
@@ -456,6 +469,7 @@ class SaliencyCallback(keras.callbacks.Callback):
         self.history = {}
         if self.alarm is not None:
             self.alarm.reset()
+        self._alarm_warned_missing = False
         self._is_chief = _is_chief(self.model)
         self._setup()  # errors here are the user's configuration: raise before training
         self._pending_initial_log = self.log_before_training
@@ -501,7 +515,9 @@ class SaliencyCallback(keras.callbacks.Callback):
             history.purge_from(cut)
         if self.alarm is not None:
             assert self._explainer is not None
-            chances = replay_chances(self.alarm.monitor, history, self._explainer.head.num_classes)
+            chances = replay_chances(
+                self.alarm.monitor, history, self._explainer.head.num_classes, self._chance
+            )
             replay_alarm(self.alarm, history, start, chances)
         if previous % self.freq == 0 and previous not in history.steps:
             self._safely(previous, None)
@@ -647,7 +663,9 @@ class SaliencyCallback(keras.callbacks.Callback):
                 self._record(name, mean, step, logs)
             for i, m in enumerate(values["mass_in_mask"]):
                 scalars[f"saliency/mass_in_mask/probe_{i:02d}"] = float(m)
-            scalars["saliency/mass_in_mask_chance"] = float(np.nanmean(self._chance))
+            measured = np.isfinite(self._chance)  # (every mask empty: NaN, without a warning)
+            area = float(self._chance[measured].mean()) if measured.any() else np.nan
+            scalars["saliency/mass_in_mask_chance"] = area
         return scalars
 
     def _background_step(
@@ -702,7 +720,15 @@ class SaliencyCallback(keras.callbacks.Callback):
                 "tests, and no plausible object was found in any probe image. Pass "
                 "`boxes=` or `masks=` to watch for background shortcuts."
             )
-        if signal is None:  # e.g. the gap without labels: nothing to watch this epoch
+        if signal is None:  # e.g. a background accuracy of a regression model: never logged
+            if not self._alarm_warned_missing:
+                self._alarm_warned_missing = True
+                warnings.warn(
+                    f"{_NAME}: the alarm watches {self.alarm.monitor!r}, which is not measured "
+                    f"for this model and probe set (at epoch {step} it logs "
+                    f"{sorted(signals)}); the alarm cannot fire",
+                    stacklevel=4,
+                )
             return None
         context = {name: value for name, (value, _, _) in signals.items()}
         event = self.alarm.update(step, *signal, context=context)

@@ -98,11 +98,31 @@ def replay_alarm(
 
 
 def replay_chances(
-    monitor: str, history: RunHistory, num_classes: int | None
+    monitor: str,
+    history: RunHistory,
+    num_classes: int | None,
+    probe_chance: np.ndarray | None = None,
 ) -> dict[int, float | None]:
-    """The chance level of `monitor` at each logged step, from the logged scalars."""
+    """The chance level of `monitor` at each logged step, as the live path computed it.
+
+    For `mass_in_mask` that is the mean of `probe_chance` (each probe's mask area fraction)
+    over the probes whose mass was measured at that step (read back from the per-probe
+    scalars: a map without positive mass has none), not over every probe.
+    """
     if monitor == "probe_accuracy":
         return {s: 1.0 / max(num_classes or 2, 2) for s in history.steps}
+    if monitor == "mass_in_mask" and probe_chance is not None:
+        per_probe = [
+            history.scalars.get(f"saliency/mass_in_mask/probe_{i:02d}", {})
+            for i in range(len(probe_chance))
+        ]
+        chances: dict[int, float | None] = {}
+        for step in history.scalars.get("saliency/mass_in_mask", {}):
+            if not all(step in values for values in per_probe):
+                continue  # not read back: no chance rather than a wrong one
+            valid = np.isfinite([values[step] for values in per_probe])
+            chances[step] = float(probe_chance[valid].mean()) if valid.any() else None
+        return chances
     tag = "background/only_bg_chance" if monitor.startswith("background/") else None
     if monitor in ("mass_in_mask", "pointing_game", "rank_in_mask"):
         tag = "mass_in_mask_chance"

@@ -79,6 +79,24 @@ def images(n=5, shape=(12, 12, 3), seed=0) -> np.ndarray:
 
 
 @pytest.fixture
+def op_determinism():
+    """TensorFlow's op determinism for one test (it is process-global: restored after), where
+    a test claims exact equality between two trainings."""
+    if BACKEND != "tensorflow":
+        yield
+        return
+    from tensorflow.python.framework import config as tf_config
+
+    was = tf_config.is_op_determinism_enabled()
+    tf_config.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if not was:
+            tf_config.disable_op_determinism()
+
+
+@pytest.fixture
 def cnn() -> keras.Model:
     return tiny_cnn()
 

@@ -14,16 +14,17 @@ from tb_events import read_run
 
 import saliency_callback as sc
 from saliency_callback import background as bg
+from saliency_callback.render import SEPARATOR_PX, caption_height
 
 K, N, S = 3, 9, 12  # classes, probes, image size
 
 
-def probe_set(seed: int = 0, *, object_reads_class: bool):
+def probe_set(seed: int = 0, *, object_reads_class: bool, classes: int = K):
     """Probes with a 4x4 object at a random place. Either the background is the class colour
     and the object neutral grey (`object_reads_class=False`), or the object is the class colour
-    and the background a grey of random brightness (`True`)."""
+    and the background a grey of random brightness (`True`). Class c's colour is channel c."""
     rng = np.random.default_rng(seed)
-    labels = np.arange(N) % K
+    labels = np.arange(N) % classes
     images = np.zeros((N, S, S, 3), np.float32)
     masks = np.zeros((N, S, S), bool)
     for i, c in enumerate(labels):
@@ -344,8 +345,153 @@ def test_a_probe_set_without_swappable_pairs_logs_without_crashing(tmp_path):
             log_dir=str(tmp_path),
             runtime=sc.Runtime(strict=True),
         )
-    background_reader().fit(images, labels, epochs=1, verbose=0, callbacks=[cb])
+    with pytest.warns(UserWarning, match="every probe in the background tests has class 0"):
+        background_reader().fit(images, labels, epochs=1, verbose=0, callbacks=[cb])
     run = read_run(str(tmp_path / "saliency"))
     assert np.isnan(run.scalars["saliency/background/flip_rate"][0][1])
     assert run.scalars["saliency/background/only_bg_accuracy"][0][1] == 1.0  # probe 0 only
     assert len(run.images["saliency/background"][0][1]) == N
+
+
+# -- edge cases ----------------------------------------------------------------------------------
+
+
+def vanilla_callback(log_dir, images, labels=None, masks=None, **kwargs):
+    """A strict callback with the cheapest method (these tests are about the background)."""
+    return sc.SaliencyCallback(
+        images,
+        labels=labels,
+        masks=masks,
+        log_dir=str(log_dir),
+        method="vanilla",
+        runtime=sc.Runtime(strict=True),
+        **kwargs,
+    )
+
+
+def test_a_single_class_says_the_swap_test_cannot_run(tmp_path):
+    """Every probe of one class: a background reader keeps its prediction under swaps between
+    same-coloured backgrounds. Flip rate 0 and gap 0 would be a false all-clear: they are NaN,
+    with a warning."""
+    images, labels, masks = probe_set(object_reads_class=False, classes=1)
+    cb = vanilla_callback(tmp_path, images, labels, masks)
+    with pytest.warns(UserWarning, match="every probe in the background tests has class 0"):
+        background_reader().fit(images, labels, epochs=1, verbose=0, callbacks=[cb])
+    last = {t: v[-1][1] for t, v in read_run(str(tmp_path / "saliency")).scalars.items()}
+    for name in ("flip_rate", "reliance", "gap", "mixed_rand_accuracy"):
+        assert np.isnan(last[f"saliency/background/{name}"]), name
+    assert last["saliency/background/only_bg_accuracy"] == 1.0  # still measured
+
+
+def test_a_one_unit_sigmoid_background_reader(tmp_path):
+    """Two classes in one sigmoid unit (p > 0.5: class 1, green): the background reader's
+    swaps all flip, and the chance level of the background alone is 1/2."""
+    images, labels, masks = probe_set(object_reads_class=False, classes=2)
+    inp = keras.Input((S, S, 3))
+    dense = keras.layers.Dense(1, activation="sigmoid")
+    model = keras.Model(inp, dense(keras.layers.GlobalAveragePooling2D()(inp)))
+    dense.set_weights([np.array([[-10.0], [10.0], [0.0]], np.float32), np.zeros(1, np.float32)])
+    model.compile(keras.optimizers.SGD(0.0), "binary_crossentropy")
+    cb = vanilla_callback(tmp_path, images, labels, masks, class_names=["red", "green"])
+    model.fit(images, labels.astype(np.float32), epochs=1, verbose=0, callbacks=[cb])
+    run = read_run(str(tmp_path / "saliency"))
+    last = {t: v[-1][1] for t, v in run.scalars.items()}
+    assert last["saliency/background/accuracy"] == 1.0
+    assert last["saliency/background/mixed_rand_accuracy"] == 0.0
+    assert last["saliency/background/flip_rate"] == 1.0
+    assert last["saliency/background/reliance"] == 1.0
+    assert last["saliency/background/only_bg_chance"] == 0.5
+    assert last["saliency/probe_accuracy"] == 1.0
+
+
+def tile(panel: np.ndarray, j: int) -> np.ndarray:
+    """Tile `j` of a background panel at probe resolution (12x12 tiles upscaled 6x, nearest)."""
+    x0 = j * (6 * S + SEPARATOR_PX)
+    return panel[caption_height() + 3 :: 6, x0 + 3 : x0 + 6 * S : 6][:S]
+
+
+def test_uint8_probes_show_their_own_colours_in_the_background_panel(tmp_path):
+    images, labels, masks = probe_set(object_reads_class=False)
+    raw = np.round(images * 255).astype(np.uint8)
+    cb = vanilla_callback(tmp_path, raw, labels, masks)
+    background_reader().fit(raw, labels, epochs=1, verbose=0, callbacks=[cb])
+    run = read_run(str(tmp_path / "saliency"))
+    assert run.scalars["saliency/background/flip_rate"] == [(0, 1.0)]  # 0..255 inputs too
+    mean = raw.reshape(-1, 3).mean(axis=0)
+    (_, panels) = run.images["saliency/background"][0]
+    for i, panel in enumerate(panels):
+        m = masks[i]
+        original, only_fg, only_bg, mixed = (tile(panel, j) for j in range(4))
+        np.testing.assert_array_equal(original, raw[i])
+        np.testing.assert_array_equal(only_fg[m], raw[i][m])
+        np.testing.assert_allclose(only_fg[~m], np.broadcast_to(mean, only_fg[~m].shape), atol=1)
+        np.testing.assert_array_equal(only_bg, np.broadcast_to(raw[i][~m][0], raw[i].shape))
+        np.testing.assert_array_equal(mixed[m], raw[i][m])  # grey 128, not saturated
+        partner = np.eye(3, dtype=np.uint8)[labels[cb._background.partners["mixed_rand"][i]]]
+        np.testing.assert_array_equal(mixed[~m], np.broadcast_to(partner * 255, (128, 3)))
+
+
+@pytest.mark.parametrize("fill", [False, True], ids=["empty", "full"])
+def test_every_mask_invalid_logs_nan_without_further_warnings(tmp_path, fill):
+    images, labels, masks = probe_set(object_reads_class=False)
+    masks[:] = fill
+    with pytest.warns(UserWarning, match=r"probes \[0, 1, 2, 3, 4, 5, 6, 7, 8\]"):
+        cb = vanilla_callback(tmp_path, images, labels, masks)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing more: e.g. numpy's "Mean of empty slice"
+        background_reader().fit(images, labels, epochs=1, verbose=0, callbacks=[cb])
+    last = {t: v[-1][1] for t, v in read_run(str(tmp_path / "saliency")).scalars.items()}
+    for name in ("flip_rate", "reliance", "gap", "accuracy", "only_bg_accuracy"):
+        assert np.isnan(last[f"saliency/background/{name}"]), name
+    if fill:  # the whole image is the object: all the mass is inside, as is chance
+        assert last["saliency/mass_in_mask"] == last["saliency/mass_in_mask_chance"] == 1.0
+    else:  # no object: the question has no answer
+        assert np.isnan(last["saliency/mass_in_mask"])
+        assert np.isnan(last["saliency/mass_in_mask_chance"])
+
+
+def regression_probes():
+    """Red channel: the object holds a value in [0.5, 1], the background one in [0, 0.2]
+    (both vary by probe); green and blue are zero."""
+    _, _, masks = probe_set(object_reads_class=False)
+    rng = np.random.default_rng(5)
+    images = np.zeros((N, S, S, 3), np.float32)
+    obj, back = rng.uniform(0.5, 1.0, N), rng.uniform(0.0, 0.2, N)
+    images[..., 0] = np.where(masks, obj[:, None, None], back[:, None, None])
+    return images, masks
+
+
+def regression_model(pool) -> keras.Model:
+    """The red channel's mean (reads the background, which covers most of the image) or its
+    maximum (the object's value: reads only the object)."""
+    inp = keras.Input((S, S, 3))
+    dense = keras.layers.Dense(1)
+    model = keras.Model(inp, dense(pool()(inp)))
+    dense.set_weights([np.array([[1.0], [0.0], [0.0]], np.float32), np.zeros(1, np.float32)])
+    model.compile(keras.optimizers.SGD(0.0), "mse")
+    return model
+
+
+@pytest.mark.parametrize(
+    "pool, expected",
+    [(keras.layers.GlobalMaxPooling2D, 0.0), (keras.layers.GlobalAveragePooling2D, None)],
+    ids=["object-reader", "background-reader"],
+)
+def test_regression_without_targets_measures_swap_change(tmp_path, pool, expected):
+    """No labels: only `swap_change`. The object reader's output is its object's value, which
+    the swap keeps: exactly 0. The mean moves by the backgrounds' difference times their area."""
+    images, masks = regression_probes()
+    cb = vanilla_callback(tmp_path, images, masks=masks)
+    model = regression_model(pool)
+    model.fit(images, np.zeros(N), epochs=1, verbose=0, callbacks=[cb])
+    scalars = read_run(str(tmp_path / "saliency")).scalars
+    change = scalars["saliency/background/swap_change"][0][1]
+    if expected is None:  # |f(mixed_i) - f(i)| = area_bg * |back_j - back_i|, over |f(j) - f(i)|
+        y = model.predict(images, verbose=0)[:, 0]
+        j = cb._background.partners["mixed_rand"]
+        back = images[..., 0][~masks].reshape(N, -1)[:, 0]
+        moved = np.abs((1 - masks.mean(axis=(1, 2))) * (back[j] - back))
+        expected = moved.mean() / np.abs(y[j] - y).mean()
+        assert 0.3 < expected < 1
+    assert change == pytest.approx(expected, abs=1e-5)
+    assert not {"mae", "gap"} & {t.rsplit("/", 1)[-1] for t in scalars}

@@ -53,11 +53,14 @@ def reference_gradcam(features: keras.Model, rest, x: np.ndarray) -> np.ndarray:
 
 
 def assert_agrees(model: keras.Model, features: keras.Model, rest, x: np.ndarray) -> None:
+    """The same map, value by value (unnormalised: a correlation of maps upsampled from the
+    2x2 feature maps of 64x64 inputs would compare four numbers, up to scale). rtol 1e-2:
+    float32 sums in another order differ by up to 0.3% (ConvNeXtTiny)."""
     ours = sc.Explainer(model, "gradcam", normalize=None)(x).attributions[..., 0]
     ref = reference_gradcam(features, rest, x)
     for a, b in zip(ours, ref, strict=True):
         assert b.std() > 0, "the reference map is constant: the test would prove nothing"
-        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] >= 0.95
+        np.testing.assert_allclose(a, b, rtol=1e-2, atol=1e-3 * np.abs(b).max())
 
 
 @pytest.mark.tf_only  # the layer choice is backend-free; five applications cost ~1 min a run

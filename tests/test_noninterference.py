@@ -52,7 +52,9 @@ METHODS = ["vanilla", "smoothgrad", "integrated_gradients", "gradcam"]
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("with_masks", [False, True], ids=["no-masks", "masks"])
-def test_training_is_bitwise_identical_with_and_without_the_callback(tmp_path, method, with_masks):
+def test_training_is_bitwise_identical_with_and_without_the_callback(
+    tmp_path, method, with_masks, op_determinism
+):
     _, ref_state, ref_opt = train([])
     probes = np.random.default_rng(0).random((4, *SHAPE)).astype(np.float32)
     masks = np.zeros((4, 10, 10), bool)

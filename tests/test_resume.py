@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import struct
 import warnings
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 from conftest import images, tiny_cnn
-from tb_events import read_run
+from tb_events import event_files, read_run
 
 import saliency_callback as sc
 
@@ -36,23 +38,28 @@ def masks(n):
     return m
 
 
-def callback(log_dir, background_writer=True):
-    # threshold 1: every epoch is below it, so with patience 3 the alarm fires at the third
-    # logged epoch after training starts (epoch 2), whether or not training was interrupted.
+LABELS = [0, 1, 2, 0]
+
+
+def callback(log_dir, freq=1, background_writer=True):
+    # The background alarm with a threshold every value is above: with patience 3 it fires at
+    # the third logged epoch after training starts, whether or not training was interrupted.
     return sc.SaliencyCallback(
         images(4, SHAPE),
+        labels=LABELS,
         masks=masks(4),
         log_dir=str(log_dir),
+        freq=freq,
+        alarm=sc.ShortcutAlarm(-1.5, 3, monitor="background/reliance"),
         runtime=sc.Runtime(
             log_before_training=True, strict=True, background_writer=background_writer
         ),
-        alarm=sc.ShortcutAlarm(1.0, monitor="mass_in_mask", patience=3),
     )
 
 
-def cut_short(log_dir):
+def cut_short(log_dir, freq):
     """A callback whose process dies at step 2 after the images, before the scalars."""
-    cb = callback(log_dir, background_writer=False)
+    cb = callback(log_dir, freq, background_writer=False)
     original = cb.writer.scalars
 
     def scalars(values, step):
@@ -64,35 +71,75 @@ def cut_short(log_dir):
     return cb
 
 
-def run(tmp_path, order, preempt_at):
-    """Trains EPOCHS epochs, preempted once at the end of `preempt_at`, then resumed by a new
-    callback (as in a new process) with the same log directory and backup."""
+def new_model():
     keras.utils.set_random_seed(0)
     model = tiny_cnn(shape=SHAPE)
     model.compile(keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy")
+    return model
+
+
+def fit(model, callbacks):
     rng = np.random.default_rng(1)
     x, y = rng.random((16, *SHAPE)).astype(np.float32), rng.integers(0, 3, 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the alarm's warning
+        # shuffle=False: the epochs trained after a resume see the batches of an uninterrupted
+        # run (Keras does not restore the shuffling's random state)
+        return model.fit(
+            x, y, epochs=EPOCHS, batch_size=4, shuffle=False, verbose=0, callbacks=callbacks
+        )
+
+
+def run(tmp_path, order, preempt_at, freq=1, between=None):
+    """Trains EPOCHS epochs, preempted once at the end of `preempt_at`, then resumed by a new
+    callback (as in a new process) with the same log directory and backup; `between(log_dir)`
+    runs between the two fits."""
     backup = str(tmp_path / "backup")
     log_dir = tmp_path / "logs"
 
     def callbacks(interrupt):
         parts = {
             "backup": keras.callbacks.BackupAndRestore(backup),
-            "saliency": callback(log_dir),
+            "saliency": callback(log_dir, freq),
             "preempt": PreemptAt(preempt_at if interrupt else -1),
         }
         if interrupt and "preempt" not in order:
-            parts["saliency"] = cut_short(log_dir)
+            parts["saliency"] = cut_short(log_dir, freq)
         return [parts[name] for name in order]
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the alarm's warning
-        with pytest.raises(PreemptedError):
-            model.fit(x, y, epochs=EPOCHS, batch_size=4, verbose=0, callbacks=callbacks(True))
-        history = model.fit(
-            x, y, epochs=EPOCHS, batch_size=4, verbose=0, callbacks=callbacks(False)
-        )
+    model = new_model()
+    interrupted = callbacks(True)
+    with pytest.raises(PreemptedError):
+        fit(model, interrupted)
+    # The dead process's worker writes nothing after this (here: it finishes its step first).
+    next(c for c in interrupted if isinstance(c, sc.SaliencyCallback)).flush()
+    if between is not None:
+        between(log_dir)
+    history = fit(model, callbacks(False))
     return read_run(str(log_dir / "saliency"), served=True), history
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The same training without preemption, for each `freq`, as TensorBoard serves it."""
+    runs = {}
+    for freq in (1, 3):
+        log_dir = tmp_path_factory.mktemp(f"uninterrupted-{freq}")
+        fit(new_model(), [callback(log_dir, freq)])
+        runs[freq] = read_run(str(log_dir / "saliency"), served=True)
+    return runs
+
+
+def assert_same_values(resumed, reference):
+    """Every scalar at every step, within float tolerance (the resumed epochs are trained from
+    the restored weights, with the same batches)."""
+    assert set(resumed.scalars) == set(reference.scalars)
+    for tag, expected in reference.scalars.items():
+        got = resumed.scalars[tag]
+        assert [s for s, _ in got] == [s for s, _ in expected], tag
+        for (step, a), (_, b) in zip(got, expected, strict=True):
+            assert a == pytest.approx(b, rel=1e-4, abs=1e-5, nan_ok=True), (tag, step)
+    assert resumed.texts == reference.texts
 
 
 @pytest.mark.parametrize(
@@ -110,15 +157,60 @@ def run(tmp_path, order, preempt_at):
     ],
     ids=["gap", "duplicate", "cut-short"],
 )
-def test_resume_has_each_step_once_and_the_alarm_keeps_its_streak(tmp_path, order):
+def test_resume_has_each_step_once_and_the_alarm_keeps_its_streak(tmp_path, order, uninterrupted):
     run_, history = run(tmp_path, order, preempt_at=2)
     expected = list(range(-1, EPOCHS))
     for tag in ("saliency/overview", "saliency/probes", "saliency/timeline"):
         assert [s for s, _ in run_.images[tag]] == expected, tag
-    for tag in ("saliency/mass_in_mask", "saliency/confidence/probe_00"):
-        assert [s for s, _ in run_.scalars[tag]] == expected, tag
     # Patience 3 over the logged epochs 0, 1, 2 (step -1 does not count): one message, at 2.
     assert [s for s, _ in run_.texts["saliency/alarm_message"]] == [2]
     assert [s for s, v in run_.scalars["saliency/alarm"] if v == 1.0] == [2]
     resumed_at = 3 if order[0] == "backup" else 2  # the backup of epoch 2 was saved, or not
     assert len(history.history["loss"]) == EPOCHS - resumed_at
+    # By value: a step filled in (gap, cut-short) or written again (duplicate) from other
+    # weights than the uninterrupted run's at that epoch would differ.
+    assert_same_values(run_, uninterrupted[1])
+
+
+@pytest.mark.parametrize("preempt_at", [3, 4])
+def test_resume_with_freq_fills_in_only_a_due_step(tmp_path, preempt_at, uninterrupted):
+    """freq=3 logs epochs 0, 3 and the last (5). Preempted after the backup of epoch 3 and
+    before its saliency, step 3 is filled in at the resume; after epoch 4, nothing is (step 4
+    is not due). The alarm fires at the third logged epoch, 5, across the interruption."""
+    run_, _ = run(tmp_path, ("backup", "preempt", "saliency"), preempt_at, freq=3)
+    for tag in ("saliency/probes", "saliency/confidence"):
+        steps = [s for s, _ in (run_.images.get(tag) or run_.scalars[tag])]
+        assert steps == [-1, 0, 3, 5], tag
+    assert [s for s, _ in run_.texts["saliency/alarm_message"]] == [5]
+    assert_same_values(run_, uninterrupted[3])
+
+
+def truncate_last_record(log_dir):
+    """Cuts the newest event file in the middle of its last record, as a process killed while
+    writing leaves it (records: length u64, crc u32, data, crc u32)."""
+    (path,) = event_files(str(log_dir / "saliency"))
+    data = Path(path).read_bytes()
+    offset, starts = 0, []
+    while offset < len(data):
+        starts.append(offset)
+        (length,) = struct.unpack("<Q", data[offset : offset + 8])
+        offset += 8 + 4 + length + 4
+    assert offset == len(data)
+    last = starts[-1]
+    with open(path, "r+b") as f:
+        f.truncate(last + (len(data) - last) // 2)
+
+
+def test_resume_after_a_truncated_event_file(tmp_path, uninterrupted):
+    """The interrupted run's last record (step 2's scalars) is half written: step 2 is
+    incomplete, so it is discarded and written again from the restored weights."""
+    run_, _ = run(
+        tmp_path,
+        ("saliency", "backup", "preempt"),
+        preempt_at=2,
+        between=truncate_last_record,
+    )
+    for tag in ("saliency/probes", "saliency/confidence"):
+        steps = [s for s, _ in (run_.images.get(tag) or run_.scalars[tag])]
+        assert steps == list(range(-1, EPOCHS)), tag
+    assert_same_values(run_, uninterrupted[1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import warnings
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -16,7 +17,6 @@ from tensorboard.backend.event_processing import event_accumulator
 
 import saliency_callback as sc
 from saliency_callback.render import caption_height
-from saliency_callback.timeline import column_indices
 
 SHAPE = (12, 12, 3)
 
@@ -55,14 +55,39 @@ def everything(log_dir, background, strict=False, **kw):
     )
 
 
-def test_worker_writes_exactly_what_the_inline_path_writes(tmp_path):
-    runs = {}
+class Threads:
+    """Records the threads that call a `RunWriter`'s encoding and writing methods."""
+
+    def __init__(self, writer):
+        self.seen: dict[str, set[threading.Thread]] = {}
+        for name in ("encode", "write_pngs", "scalars", "flush"):
+            setattr(writer, name, self._wrap(name, getattr(writer, name)))
+
+    def _wrap(self, name, method):
+        def wrapped(*args, **kwargs):
+            self.seen.setdefault(name, set()).add(threading.current_thread())
+            return method(*args, **kwargs)
+
+        return wrapped
+
+
+def test_worker_writes_exactly_what_the_inline_path_writes(tmp_path, op_determinism):
+    runs, threads = {}, {}
     for background in (True, False):
         log_dir = tmp_path / str(background)
+        cb = everything(log_dir, background, strict=True)
+        threads[background] = Threads(cb.writer)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the alarm
-            history = train(everything(log_dir, background, strict=True), epochs=4)
+            history = train(cb, epochs=4)
         runs[background] = (read_run(str(log_dir / "saliency")), history.history)
+    # The training thread (this one: Keras calls the hooks on it) never encodes nor writes with
+    # the worker; inline, it does all of it.
+    training = threading.current_thread()
+    for name in ("encode", "write_pngs", "scalars", "flush"):
+        (worker_thread,) = threads[True].seen[name]
+        assert worker_thread is not training and worker_thread.name == "SaliencyCallback-writer"
+        assert threads[False].seen[name] == {training}
     (worker, worker_logs), (inline, inline_logs) = runs[True], runs[False]
     # the Keras logs are filled synchronously either way (NaN equals NaN: harm without pairs)
     np.testing.assert_equal(worker_logs, inline_logs)
@@ -119,15 +144,38 @@ def test_a_write_error_is_a_warning_and_training_goes_on(tmp_path, background):
     assert [s for s, _ in run.scalars["saliency/confidence"]] == [0, 2, 3]
 
 
+class Epochs(keras.callbacks.Callback):
+    """Records the epochs begun and ended; `before_begin` runs first at each epoch begin."""
+
+    def __init__(self, before_begin=None):
+        super().__init__()
+        self.begun, self.ended, self.before_begin = [], [], before_begin
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.before_begin is not None:
+            self.before_begin()
+        self.begun.append(epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.ended.append(epoch)
+
+
 def test_a_worker_error_raises_at_the_next_hook_with_strict(tmp_path):
+    """Step 1 fails on the worker; once it has (the first callback waits for it), the next
+    hook of the saliency callback, `on_epoch_begin(2)`, raises it: epoch 2 never starts."""
     cb = sc.SaliencyCallback(
-        images(4, SHAPE),
-        log_dir=str(tmp_path),
-        runtime=sc.Runtime(strict=True),
+        images(4, SHAPE), log_dir=str(tmp_path), runtime=sc.Runtime(strict=True)
     )
     cb.writer.write_pngs = Failing(cb.writer, 1)
-    with pytest.raises(OSError, match="No space left"):
-        train(cb, epochs=4)
+    first, last = Epochs(before_begin=cb._worker.wait), Epochs()
+    model = tiny_cnn(shape=SHAPE)
+    model.compile(keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy")
+    x, y = data()
+    with pytest.raises(OSError, match="No space left") as info:
+        model.fit(x, y, epochs=4, batch_size=4, verbose=0, callbacks=[first, cb, last])
+    assert first.begun == [0, 1, 2] and last.begun == [0, 1] and last.ended == [0, 1]
+    hooks = [e.name for e in info.traceback if e.path == Path(sc.callback.__file__)]
+    assert hooks[0] == "on_epoch_begin", hooks
 
 
 def test_a_slow_worker_delays_but_never_drops_or_reorders_steps(tmp_path):
@@ -165,6 +213,19 @@ def thumbnail(tile, size):
     return np.asarray(Image.fromarray(tile).resize((w, h), Image.Resampling.BILINEAR), int)
 
 
+# The columns of some timelines, by hand from the rule (up to 12 logged steps: all of them;
+# beyond: every other one, then every fourth..., from the first, and always the latest).
+TIMELINE_COLUMNS = {
+    5: {-1: [-1], 2: [-1, 0, 1, 2], 4: [-1, 0, 1, 2, 3, 4]},
+    15: {
+        10: [-1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10],  # 12 logged steps: every one
+        11: [-1, 1, 3, 5, 7, 9, 11],  # 13: every other one
+        12: [-1, 1, 3, 5, 7, 9, 11, 12],
+        14: [-1, 1, 3, 5, 7, 9, 11, 13, 14],
+    },
+}
+
+
 @pytest.mark.parametrize("epochs", [5, 15])
 def test_the_timeline_shows_the_right_epochs(tmp_path, epochs):
     n = 3
@@ -183,9 +244,10 @@ def test_the_timeline_shows_the_right_epochs(tmp_path, epochs):
         s: [thumbnail(p[-72:, 2 * 74 :], (32, 32)) for p in panels]
         for s, panels in run.images["saliency/probes"]
     }
-    for k, (step, (timeline,)) in enumerate(run.images["saliency/timeline"]):
-        expected = [logged[i] for i in column_indices(k + 1, 12)]
-        assert len(expected) <= 12 and expected[-1] == step
+    timelines = dict(run.images["saliency/timeline"])
+    assert sorted(timelines) == logged
+    for step, expected in TIMELINE_COLUMNS[epochs].items():
+        (timeline,) = timelines[step]
         assert timeline.shape[1] == 2 + len(expected) * 34
         for j, column_step in enumerate(expected):
             x0 = 2 + j * 34
