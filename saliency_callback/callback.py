@@ -730,8 +730,11 @@ class SaliencyCallback(keras.callbacks.Callback):
                     stacklevel=4,
                 )
             return None
-        context = {name: value for name, (value, _, _) in signals.items()}
-        event = self.alarm.update(step, *signal, context=context)
+        if self.alarm.monitor.startswith("background/harm"):  # its message quotes the bounds
+            context = {name: value for name, (value, _, _) in signals.items()}
+            event = self.alarm.update(step, *signal, context=context)
+        else:
+            event = self.alarm.update(step, *signal)
         scalars["saliency/alarm"] = float(event is not None)
         # The threshold at this step, on the watched signal (the dashboard draws it).
         scalars[f"saliency/alarm_limit/{self.alarm.monitor}"] = self.alarm.limit(signal[2])
