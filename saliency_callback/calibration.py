@@ -102,9 +102,10 @@ def paired_differences(
     background disagrees; NaN where both agree or both disagree (no information).
 
     Args:
-        agree_first, agree_second: bool `(N,)`: whether each of the probe's two backgrounds
-            says the probe's class.
-        p_first, p_second: `(N,)` the probability of the probe's class on each composite.
+        agree_first: bool `(N,)`: whether the probe's first background says its class.
+        agree_second: bool `(N,)`: the same for its second background.
+        p_first: `(N,)` the probability of the probe's class on the first composite.
+        p_second: `(N,)` the same on the second composite.
     """
     a1, a2 = np.asarray(agree_first, bool), np.asarray(agree_second, bool)
     p1, p2 = np.asarray(p_first, np.float64), np.asarray(p_second, np.float64)
