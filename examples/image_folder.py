@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         class_names=names,
         log_dir=args.logdir,
         method="vanilla" if args.quick else sc.methods.RECOMMENDED,
-        alarm=sc.ShortcutAlarm(),  # reliance above 0.5: predictions follow the background
+        alarm=sc.ShortcutAlarm(),  # the accuracy the background costs, at its lower bound
         display=sc.Display(value_range=(0, 255)),  # the probes' pixels are 0-255 floats
     )
     model = build_model(size, len(names))

@@ -33,6 +33,8 @@ args = parser.parse_args(sys.argv[1:] if __name__ == "__main__" else [])
 # %%
 runs = report.read_saliency_runs(args.log_dir)
 SIGNALS = {
+    "saliency/background/harm": "harm (accuracy lost where the background disagrees)",
+    "saliency/background/harm_low": "  its 95% lower bound (the default alarm: above 0.05)",
     "saliency/background/reliance": "reliance (follows the background: +1, the object: -1)",
     "saliency/background/flip_rate": "flip rate (swaps that change the prediction)",
     "saliency/mass_in_mask": "mass in mask",

@@ -5,24 +5,27 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Literal
 
 import numpy as np
 
+from saliency_callback.calibration import DEFAULT_MARGIN
+
 Mode = Literal["auto", "below", "above"]
 RelativeTo = Literal["chance", "first", "above_chance"]
 
-DEFAULT_MONITOR = "background/reliance"
-DEFAULT_THRESHOLD = 0.5
+DEFAULT_MONITOR = "background/harm_low"
+DEFAULT_THRESHOLD = DEFAULT_MARGIN
 DEFAULT_RELATIVE_TO: RelativeTo | None = None
-"""The recommended alarm, from `benchmarks/bench_detection.py` (README, "Which signal to
-trust"): `reliance` (do predictions on swapped composites follow the background's probe rather
-than the object's?) above 0.5, halfway from "follows neither" to "follows the background". It
-needs masks or boxes but no labels. On the five shortcut families the models learned, with
-probes drawn like the training data and balanced ones, it separated shortcut from clean runs
-(AUC 1.00 in all ten cases) and fired by the third epoch on 67-100% of shortcut runs, with one
-false alarm in 30 clean runs; it does not see the distractor shortcut."""
+"""The recommended alarm, from `benchmarks/bench_detection.py` (docs/detection.md, "Which signal
+to trust"): the lower bound of the estimated harm above 0.05 (`calibration`). The harm is the
+accuracy the model loses where the background disagrees with the object, estimated from the
+probes' background swaps; its one-sided 95% lower bound comes from the probes' own spread, so
+the alarm means the same with 8 probes or 64 (more probes: a narrower interval, earlier
+detection). It needs masks or boxes; labels are optional. The margin (0.05) and the level
+(95%) were fixed a priori, not tuned on the benchmark."""
 
 # monitor -> (side on which it signals a shortcut, what its chance level is, or None)
 MONITORS: dict[str, tuple[str, str | None]] = {
@@ -32,6 +35,9 @@ MONITORS: dict[str, tuple[str, str | None]] = {
     "background/gap": ("above", None),
     "background/flip_rate": ("above", None),
     "background/reliance": ("above", None),
+    "background/harm": ("above", None),
+    "background/harm_low": ("above", None),
+    "background/harm_high": ("above", None),
     "background/swap_change": ("above", None),
     "background/only_bg_accuracy": ("above", "1/K"),
     "background/only_fg_accuracy": ("below", "1/K"),
@@ -106,13 +112,14 @@ class ShortcutAlarm:
             (`relative_to="chance"`) or of its value at the first logged epoch
             (`relative_to="first"`); or the fraction of the way from its chance level to 1
             (`relative_to="above_chance"`: 0.5 is halfway). Defaults to `None`: the
-            recommended alarm, `0.5` on `"background/reliance"`; any other `monitor` needs an
-            explicit threshold.
+            recommended alarm, `0.05` on `"background/harm_low"` (the estimated accuracy lost
+            where the background disagrees, at its 95% lower bound); any other `monitor` needs
+            an explicit threshold.
         patience: Logged epochs in a row on the wrong side before firing. Defaults to `1`.
         relative: Deprecated spelling of `relative_to="chance"`. Defaults to `False`.
-        monitor: The signal: `"background/reliance"` (the default),
-            `"background/flip_rate"`, `"background/gap"`, `"background/only_bg_accuracy"`,
-            `"background/mixed_rand_accuracy"`,
+        monitor: The signal: `"background/harm_low"` (the default), `"background/harm"`,
+            `"background/reliance"`, `"background/flip_rate"`, `"background/gap"`,
+            `"background/only_bg_accuracy"`, `"background/mixed_rand_accuracy"`,
             ... (background tests: need masks or boxes; accuracies and the gap need labels),
             `"mass_in_mask"`, `"pointing_game"`, `"rank_in_mask"` (need masks or boxes),
             `"probe_accuracy"`, `"hotspot"` (saliency piling up at the same pixels; needs no
@@ -134,7 +141,8 @@ class ShortcutAlarm:
             chance level with `relative_to="chance"` or `"above_chance"`, or `patience < 1`.
 
     Example:
-    >>> alarm = ShortcutAlarm()                      # the recommended alarm
+    >>> alarm = ShortcutAlarm()                      # the recommended (calibrated) alarm
+    >>> alarm = ShortcutAlarm(0.5, monitor="background/reliance")  # the former default
     >>> alarm = ShortcutAlarm(0.5, monitor="background/gap", patience=2)
     >>> alarm = ShortcutAlarm(1.0, monitor="mass_in_mask", relative_to="chance")
     """
@@ -248,12 +256,16 @@ class ShortcutAlarm:
         value: float,
         per_probe: np.ndarray | None = None,
         chance: float | None = None,
+        *,
+        context: Mapping[str, float] | None = None,
     ) -> AlarmEvent | None:
         """Takes one logged epoch's signal; returns an event when the alarm fires.
 
         A NaN value (no probe could be measured) neither counts nor breaks the streak. So does
         a value whose chance level is missing (`relative_to="chance"` or `"above_chance"`), with
         a warning (once until `reset`): the limit is unknown, and the alarm cannot fire.
+        `context` holds the epoch's other signals (e.g. `"background/harm"` and its bounds,
+        quoted in the message of the harm alarm); it never changes the decision.
         """
         if not math.isfinite(value):
             return None
@@ -284,7 +296,7 @@ class ShortcutAlarm:
             key = per_probe if self.side == "below" else -per_probe
             order = [int(i) for i in np.argsort(np.where(valid, key, np.inf)) if valid[i]][:5]
             worst = tuple((i, float(per_probe[i])) for i in order)
-        message = self._message(step, value, limit, chance, worst)
+        message = self._message(step, value, limit, chance, worst, context or {})
         return AlarmEvent(step, self.monitor, value, limit, chance, worst, message)
 
     def _message(
@@ -294,6 +306,7 @@ class ShortcutAlarm:
         limit: float,
         chance: float | None,
         worst: tuple[tuple[int, float], ...],
+        context: Mapping[str, float],
     ) -> str:
         when = f"after epoch {step + 1} (step {step})"
         streak = f"for {self._streak} logged epoch(s)"
@@ -308,6 +321,21 @@ class ShortcutAlarm:
                 "as a shortcut."
             )
             return text + (f" Most affected probes: {listing}." if listing else "")
+        if self.monitor in ("background/harm", "background/harm_low", "background/harm_high"):
+            harm = context.get(
+                "background/harm", value if self.monitor.endswith("harm") else math.nan
+            )
+            low = context.get("background/harm_low", math.nan)
+            high = context.get("background/harm_high", math.nan)
+            listing = ", ".join(f"#{i} ({v:+.0%})" for i, v in worst)
+            text = (
+                f"Predictions follow the background: {when}, the model is estimated to lose "
+                f"{harm:.0%} accuracy (95% bounds {low:.0%} to {high:.0%}) on images whose "
+                "background disagrees with the object, from the probes' background swaps; "
+                f"{self.monitor.removeprefix('background/')} = {value:.0%} is above the threshold "
+                f"of {limit:.0%} {streak}."
+            )
+            return text + (f" Probes that lose most: {listing}." if listing else "")
         if self.monitor == "background/gap":
             text = (
                 f"Predictions follow the background: {when}, probe accuracy drops by "

@@ -14,8 +14,9 @@ counterfactual versions, built once from the fixed probes (they never change bet
   drawn once, from a fixed seed, among probes of another class when labels exist (none when
   every probe has the same class; any other probe without labels), so every epoch and every
   process uses the same pairs.
-- `mixed_same`: the same with a partner of the same class (labels needed; probes whose class
-  has no other probe are left out).
+- `mixed_same`: the same with a partner of the same class (probes whose class has no other
+  probe are left out); without labels, a second partner drawn at random (another probe than
+  the `mixed_rand` one). The two swaps give the harm estimate (`calibration`).
 
 A model that reads the object keeps its prediction under a background swap; one that reads
 the background follows the partner. `score` turns the model's outputs on these images into
@@ -35,6 +36,8 @@ import functools
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from saliency_callback import calibration
 
 VARIANTS = ("only_fg", "only_bg", "mixed_rand", "mixed_same")
 SWAPS = ("mixed_rand", "mixed_same")
@@ -87,7 +90,8 @@ def pair_probes(
     Args:
         valid: bool `(N,)`, which probes can take part.
         classes: int `(N,)` class of each probe, or `None` (then any other probe qualifies
-            for `same=False`, and none for `same=True`).
+            for `same=False`, and for `same=True` any other probe than the `same=False`
+            partner: a second random swap, for the harm estimate).
         same: Whether the partner must share the probe's class (`mixed_same`) or differ from
             it (`mixed_rand`). With `classes` and a single class among the valid probes,
             `mixed_rand` has no partners: swapping backgrounds within one class cannot show a
@@ -98,14 +102,17 @@ def pair_probes(
     rng = np.random.default_rng(seed)
     n = len(valid)
     partners = np.full(n, -1, np.int64)
-    if same and classes is None:
-        return partners
+    if same and classes is None:  # without labels: a second random partner
+        first = pair_probes(valid, None, same=False, seed=seed)
+        rng = np.random.default_rng(seed + 1)
     indices = np.arange(n)
     for i in range(n):
         if not valid[i]:
             continue
         others = valid & (indices != i)
-        if classes is not None:
+        if same and classes is None:
+            others &= indices != first[i]
+        elif classes is not None:
             matching = others & ((classes == classes[i]) if same else (classes != classes[i]))
             others = matching  # one class only: no partner (a swap could not tell)
         choices = indices[others]
@@ -179,6 +186,55 @@ def predicted_classes(outputs: np.ndarray) -> np.ndarray:
     return outputs.argmax(axis=1)
 
 
+def class_probability(outputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """The probability the model gives class `classes[i]` on row `i` of `outputs` `(N, K)`.
+
+    Rows that are not probabilities (negative, or not summing to 1: logits) go through a
+    softmax first; one unit outside [0, 1] through a sigmoid. One sigmoid unit is two classes:
+    `p` for class 1, `1 - p` for class 0.
+    """
+    x = np.asarray(outputs, np.float64)
+    rows = np.arange(len(x))
+    if x.shape[1] == 1:
+        p = x[:, 0]
+        if p.min(initial=0.0) < 0 or p.max(initial=0.0) > 1:
+            p = 1 / (1 + np.exp(-p))
+        return np.where(np.asarray(classes) == 1, p, 1 - p)
+    if x.min(initial=0.0) < 0 or not np.allclose(x.sum(axis=1), 1, atol=1e-3):
+        x = np.exp(x - x.max(axis=1, keepdims=True))
+        x /= x.sum(axis=1, keepdims=True)
+    return x[rows, np.asarray(classes, np.int64)]
+
+
+def harm(
+    test: BackgroundTest,
+    original: np.ndarray,
+    variants: dict[str, np.ndarray],
+    alpha: float = calibration.DEFAULT_ALPHA,
+) -> tuple[calibration.HarmEstimate, np.ndarray]:
+    """The estimated accuracy lost where the background disagrees, and its per-probe terms.
+
+    Each probe's object on its two partners' backgrounds (`mixed_same`, `mixed_rand`); what a
+    background says is the model's prediction on it alone (`only_bg`); the probe's class is
+    its label, or the model's prediction on it without labels (see `calibration`).
+    """
+    n = len(original)
+    if not {"only_bg", "mixed_rand", "mixed_same"} <= set(variants):
+        return calibration.harm_estimate(np.array([])), np.full(n, np.nan)
+    y = test.classes if test.classes is not None else predicted_classes(original)
+    says = predicted_classes(variants["only_bg"])
+    first, second = test.partners["mixed_same"], test.partners["mixed_rand"]
+    both = test.valid & (first >= 0) & (second >= 0)
+    d = calibration.paired_differences(
+        says[np.where(both, first, 0)] == y,
+        says[np.where(both, second, 0)] == y,
+        class_probability(variants["mixed_same"], y),
+        class_probability(variants["mixed_rand"], y),
+    )
+    d[~both] = np.nan
+    return calibration.harm_estimate(d, alpha), d
+
+
 def _mean(values: np.ndarray, where: np.ndarray) -> float:
     return float(values[where].mean()) if where.any() else float("nan")
 
@@ -201,6 +257,8 @@ def score(
       when predictions follow the background, -1 when they follow the object, about 0 when
       they follow neither (an unstable, untrained model, which also flips a lot). No labels
       needed, no extra forward pass.
+    - `harm`, `harm_low`, `harm_high`: the estimated accuracy lost where the background
+      disagrees and its one-sided 95% bounds (`harm`; per probe in `per_probe["harm"]`).
     - with `test.classes`: `accuracy` (original probes), `only_fg_accuracy`,
       `only_bg_accuracy` (with `only_bg_chance` = 1/K), `mixed_rand_accuracy`,
       `mixed_same_accuracy` (the object's class is the right answer), and
@@ -257,6 +315,8 @@ def score(
         follows_bg = (mixed == pred[source]).astype(np.float64)
         follows_obj = (mixed == pred).astype(np.float64)
         scalars["reliance"] = _mean(follows_bg - follows_obj, swapped)
+        estimate, per_probe["harm"] = harm(test, original, variants)
+        scalars.update(estimate.as_dict())
     per_probe["flip"] = flips
     classes = test.classes
     if classes is not None:

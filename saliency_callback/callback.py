@@ -35,7 +35,16 @@ from saliency_callback.writer import RunWriter, check_log_dir
 
 _NAME = "SaliencyCallback"
 # Background signals that also go into Keras's `logs` (CSVLogger, History, EarlyStopping).
-_LOGGED_BACKGROUND = ("gap", "flip_rate", "reliance", "swap_change", "only_bg_accuracy")
+_LOGGED_BACKGROUND = (
+    "gap",
+    "flip_rate",
+    "reliance",
+    "swap_change",
+    "only_bg_accuracy",
+    "harm",
+    "harm_low",
+    "harm_high",
+)
 Signals = dict[str, tuple[float, np.ndarray | None, float | None]]
 """What the alarm can watch: signal -> (mean, per-probe values or None, chance level or None)."""
 
@@ -143,12 +152,15 @@ class SaliencyCallback(keras.callbacks.Callback):
             only_fg/only_bg/mixed_rand/mixed_same accuracy, `gap` (accuracy minus mixed_rand
             accuracy), `flip_rate` (swaps that change the prediction; no labels needed), and
             the image `saliency/background` (original | only_fg | only_bg | mixed_rand).
-            `gap` and `flip_rate` also go into Keras's `logs`. Defaults to `None`: on. Without
-            `masks` or `boxes` the tests use object boxes proposed once from the probe images
-            (never from the model; `saliency_callback.proposals`, docs/mask-free.md), shown in
-            the image `saliency/probe_boxes`, with `saliency/background/proposed_boxes` = 1;
-            probes without a plausible object are left out, with one warning.
-        alarm: A `ShortcutAlarm` watching any logged signal (reliance, mass in mask,
+            `gap`, `flip_rate`, `reliance`, `harm`, `harm_low` and `harm_high` (the accuracy
+            the model is estimated to lose where the background disagrees, with its bounds,
+            see `saliency_callback.calibration`) also go into Keras's `logs`. Defaults to
+            `None`: on. Without `masks` or `boxes` the tests use object boxes proposed once
+            from the probe images (never from the model; `saliency_callback.proposals`,
+            docs/mask-free.md), shown in the image `saliency/probe_boxes`, with
+            `saliency/background/proposed_boxes` = 1; probes without a plausible object are
+            left out, with one warning.
+        alarm: A `ShortcutAlarm` watching any logged signal (harm, reliance, mass in mask,
             background gap, flip rate, ...). Defaults to `None`.
         display: A `Display`: smoothing, colormap, opacity, tile sizes, value range, channel
             reduction and normalisation, and whether the overview and timeline are written.
@@ -707,7 +719,8 @@ class SaliencyCallback(keras.callbacks.Callback):
             if name == "only_bg_chance":
                 continue
             has_chance = MONITORS.get(key, ("", None))[1] is not None
-            signals[key] = (value, per_probe_signal, chance if has_chance else None)
+            per = per_probe.get("harm") if name.startswith("harm") else per_probe_signal
+            signals[key] = (value, per, chance if has_chance else None)
             self._record(key, value, step, logs, name in _LOGGED_BACKGROUND)
         outs = [result.outputs] + [variants[v] for v in ("only_fg", "only_bg", "mixed_rand")]
         return scalars, [self._prediction_texts(o) for o in outs]
@@ -739,7 +752,11 @@ class SaliencyCallback(keras.callbacks.Callback):
                     stacklevel=4,
                 )
             return None
-        event = self.alarm.update(step, *signal)
+        if self.alarm.monitor.startswith("background/harm"):  # its message quotes the bounds
+            context = {name: value for name, (value, _, _) in signals.items()}
+            event = self.alarm.update(step, *signal, context=context)
+        else:
+            event = self.alarm.update(step, *signal)
         scalars["saliency/alarm"] = float(event is not None)
         # The threshold at this step, on the watched signal (the dashboard draws it).
         scalars[f"saliency/alarm_limit/{self.alarm.monitor}"] = self.alarm.limit(signal[2])

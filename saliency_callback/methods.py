@@ -310,7 +310,7 @@ class SmoothGrad(Method):
 
 
 RECOMMENDED = SmoothGrad(Vanilla(), n_samples=10)
-"""The callback's default method, from `benchmarks/bench_detection.py` (README, "Which signal to
+"""The callback's default method, from `benchmarks/bench_signals.py` (README, "Which signal to
 trust"): SmoothGrad's mass in mask separated shortcut from clean runs on all six shortcut
 families (AUC 1.00) without a false alarm, where vanilla gradients missed the background-colour
 and distractor shortcuts and Grad-CAM fell below chance on clean models early in training. It

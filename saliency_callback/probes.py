@@ -11,6 +11,11 @@ from saliency_callback import inputs as _inputs
 from saliency_callback import metrics as _metrics
 
 DEFAULT_NUM_PROBES = 16
+"""Probes taken from a dataset when `num_probes` is not given. From
+`benchmarks/bench_detection.py` (docs/detection.md, "How many probes"): with 16 probes the
+default alarm catches models that lose half their accuracy on disagreeing backgrounds by the
+third epoch, and its false alarms stay at the level's rate; 32 or 64 probes catch smaller harms
+sooner (narrower bounds) at two to four times the cost of the background tests."""
 
 
 @dataclass(frozen=True)

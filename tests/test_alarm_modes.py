@@ -5,6 +5,7 @@ chance level and the first value are then replayed from the event files)."""
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import keras
@@ -108,6 +109,12 @@ def fit(tmp_path, mode, shortcut, preempt_at=None):
             _, parts = callbacks(preempt_at)
             with pytest.raises(PreemptedError):
                 model.fit(images, labels, epochs=EPOCHS, verbose=0, callbacks=parts)
+            # TensorFlow names event files `...<unix second>.<host>.<pid>.<counter>`: within one
+            # process and one second, counter 10 sorts before counter 9, and readers (ours and
+            # TensorBoard's) take files in name order. A real restart takes longer than that.
+            second = int(time.time())
+            while int(time.time()) == second:
+                time.sleep(0.02)
         cb, parts = callbacks(None)
         history = model.fit(images, labels, epochs=EPOCHS, verbose=0, callbacks=parts)
     alarms = [str(w.message) for w in caught if "alarm" in str(w.message).lower()]

@@ -130,7 +130,11 @@ def test_pairing_is_deterministic_across_processes_and_respects_classes():
     assert all(classes[j] != classes[i] for i, j in enumerate(here) if j >= 0)
     same = bg.pair_probes(valid, classes, same=True)
     assert same[4] == 6 and same[6] == 4 and same[2] == 3  # the only same-class partners
-    assert not (bg.pair_probes(valid, None, same=True) >= 0).any()
+    # Without labels, "same" is a second random partner: another probe than the first one.
+    first, second = bg.pair_probes(valid, None, same=False), bg.pair_probes(valid, None, same=True)
+    taking_part = np.flatnonzero(valid)
+    assert (second[taking_part] >= 0).all() and second[5] == -1
+    assert all(second[i] not in (i, first[i], 5) for i in taking_part)
     unlabeled = bg.pair_probes(valid, None, same=False)
     assert all(j not in (-1, i, 5) for i, j in enumerate(unlabeled) if valid[i])
 
@@ -283,11 +287,15 @@ def test_empty_and_full_masks_are_left_out_with_one_warning(tmp_path):
 
 def test_the_recommended_alarm_and_explicit_ones():
     alarm = sc.ShortcutAlarm()
-    assert alarm.monitor == "background/reliance" and alarm.side == "above"
-    assert alarm.limit(None) == 0.5
-    assert alarm.update(0, 0.4) is None
-    event = alarm.update(1, 0.7)
+    assert alarm.monitor == "background/harm_low" and alarm.side == "above"
+    assert alarm.limit(None) == 0.05
+    assert alarm.update(0, 0.04) is None
+    context = {"background/harm": 0.31, "background/harm_low": 0.12, "background/harm_high": 0.5}
+    event = alarm.update(1, 0.12, context=context)
     assert event is not None and "follow the background" in event.message
+    assert "lose 31% accuracy (95% bounds 12% to 50%)" in event.message
+    former = sc.ShortcutAlarm(0.5, monitor="background/reliance")  # the former default
+    assert former.update(0, 0.4) is None and former.update(1, 0.7) is not None
     only_bg = sc.ShortcutAlarm(
         0.5, monitor="background/only_bg_accuracy", relative_to="above_chance"
     )

@@ -1,33 +1,106 @@
-"""The detection benchmark's quick mode runs end to end and separates the two demo models."""
+"""The detection benchmark's quick mode runs end to end: it trains a shortcut and a clean model,
+writes every table (none overwriting another) and the plot, and the default alarm fires on the
+shortcut model only. Numbers are parsed and compared, never matched as substrings."""
 
 from __future__ import annotations
 
 import importlib.util
 import pathlib
+import re
 import sys
+
+import numpy as np
+from PIL import Image
 
 BENCH = pathlib.Path(__file__).parents[1] / "benchmarks" / "bench_detection.py"
 
 
-def test_quick_detection_benchmark(capsys):
+def load():
     spec = importlib.util.spec_from_file_location("bench_detection", BENCH)
     module = importlib.util.module_from_spec(spec)
     sys.modules["bench_detection"] = module
     spec.loader.exec_module(module)
-    assert module.main(["--quick"]) == 0
-    out = capsys.readouterr().out
-    rows = {
-        line.split("|")[1].strip(): line.split("|")[2].strip()
-        for line in out.splitlines()
-        if line.startswith("| ") and "·" in line
-    }
-    assert set(rows) == {s.name for s in module.signals()}
-    # The shortcut model follows the background on swaps, the clean one does not: the
-    # background gap ranks the two runs correctly (AUC 1 with one run each).
-    assert rows["background/gap"].startswith("1.00")
-    shortcut_line = next(line for line in out.splitlines() if "shortcut acc agree" in line)
-    assert "disagree 0.0" in shortcut_line  # it really relies on the cue
-    # The AUC helper itself, on known cases.
-    assert module.auc([2, 3], [0, 1]) == 1.0
-    assert module.auc([0], [1]) == 0.0
-    assert module.auc([1, 1], [1, 1]) == 0.5
+    return module
+
+
+def parse_tables(text: str) -> dict[str, list[dict[str, str]]]:
+    """`### title` followed by a Markdown table -> title: rows as {column: cell}."""
+    tables: dict[str, list[dict[str, str]]] = {}
+    for block in text.split("### ")[1:]:
+        lines = block.strip().splitlines()
+        title = lines[0]
+        assert title not in tables, f"two tables titled {title!r}"
+        rows = [line.strip("|").split("|") for line in lines[1:] if line.startswith("|")]
+        header = [c.strip() for c in rows[0]]
+        tables[title] = [dict(zip(header, (c.strip() for c in r), strict=True)) for r in rows[2:]]
+    return tables
+
+
+CELL = re.compile(r"^(-|\d+)%? \((\d+)\) · (-|\d+)%? \((\d+)\)$")
+
+
+def rates(cell: str) -> tuple[float, int, float, int]:
+    """'100% (1) · 0% (1)' -> (1.0, 1, 0.0, 1); '-' -> NaN."""
+    match = CELL.match(cell)
+    assert match, cell
+    hit, n_hit, false, n_false = match.groups()
+    as_rate = lambda x: np.nan if x == "-" else int(x) / 100  # noqa: E731
+    return as_rate(hit), int(n_hit), as_rate(false), int(n_false)
+
+
+def test_quick_detection_benchmark(tmp_path, capsys):
+    module = load()
+    markdown, plot = tmp_path / "tables.md", tmp_path / "plot.png"
+    # A page with the markers: the benchmark writes between them and leaves the rest alone.
+    markdown.write_text(f"intro prose\n{module.BEGIN}\nstale table\n{module.END}\noutro prose\n")
+    argv = ["--quick", "--cache", str(tmp_path / "cache"), "--markdown", str(markdown)]
+    assert module.main([*argv, "--plot", str(plot)]) == 0
+    printed = capsys.readouterr().out
+    text = markdown.read_text()
+    assert text.startswith("intro prose\n") and text.endswith("outro prose\n")
+    assert "stale table" not in text and text.count(module.BEGIN) == 1
+    tables = parse_tables(text)
+    assert tables == parse_tables(printed[printed.index("### ") :])  # the same tables printed
+    assert len(tables) == 6  # truth, rules, mask kinds, per-epoch harm, probe count, estimate
+
+    truth = next(rows for title, rows in tables.items() if title.startswith("Ground truth"))
+    harm = {float(r["cue share"]): float(r["harm (mean)"]) for r in truth}
+    assert set(harm) == {0.33, 0.95}
+    assert harm[0.95] >= 0.9  # the shortcut model really relies on the cue
+    assert harm[0.33] < 0.05  # the clean one does not
+
+    rules = next(rows for title, rows in tables.items() if title.startswith("Decision rules"))
+    default = next(r for r in rules if r["rule"] == module.DEFAULT_RULE)
+    assert rates(default["all"]) == (1.0, 1, 0.0, 1)  # fires on the shortcut model only
+    kinds = next(rows for title, rows in tables.items() if title.startswith("Mask kinds"))
+    assert {r["masks"] for r in kinds} >= {"mask", "box", "loose box", "shifted box"}
+    assert rates(next(r for r in kinds if r["masks"] == "box")["all"])[0] == 1.0
+
+    estimate = next(rows for title, rows in tables.items() if title.startswith("What the"))
+    top = max(estimate, key=lambda r: float(r["mean harm"]))
+    assert float(top["estimate `harm`"]) > 0.5
+    low, high = (float(x) for x in top["bounds `harm_low .. harm_high`"].split(" .. "))
+    assert low <= float(top["estimate `harm`"]) <= high
+
+    with Image.open(plot) as image:
+        assert image.size[0] > 600 and image.size[1] > 300
+        assert np.asarray(image.convert("L")).std() > 10  # something was drawn
+
+    # A second run with the same cache trains nothing and reports the same tables.
+    assert module.main(argv) == 0
+    assert parse_tables(markdown.read_text()) == tables
+
+
+def test_boxes_and_imperfect_boxes():
+    module = load()
+    masks = np.zeros((2, 10, 10), bool)
+    masks[0, 2:6, 3:5] = True
+    masks[1, 0:10, 9] = True
+    boxes = module.boxes_of(masks)
+    assert boxes.tolist() == [[3, 2, 5, 6], [9, 0, 10, 10]]
+    loose = module.imperfect_boxes(boxes, 10, "loose box", 0)
+    assert loose.tolist()[0] == [2, 1, 6, 7]  # grown by a quarter of 2 and 4 on each side
+    shifted = module.imperfect_boxes(boxes, 10, "shifted box", 0)
+    size = boxes[:, 2:] - boxes[:, :2]
+    assert (np.abs(shifted - boxes) <= np.ceil(np.tile(size, 2) / 4)).all()
+    assert (shifted != boxes).any()

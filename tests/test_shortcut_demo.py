@@ -26,8 +26,8 @@ def test_shortcut_model_is_caught_by_its_saliency(tmp_path, capsys):
     )
     # The shortcut model learned the background: perfect on agreeing, wrong on disagreeing.
     assert shortcut.acc_agree > 0.9 and shortcut.acc_disagree < 0.3
-    # The recommended alarm (background reliance) fires for the shortcut model only: its
-    # predictions follow the swapped-in background; the clean model's follow the object.
+    # The recommended alarm (the estimated harm's lower bound) fires for the shortcut model
+    # only: its predictions follow the swapped-in background; the clean model's the object.
     assert shortcut.alarm_epochs and not clean.alarm_epochs
     assert shortcut.reliance > 0.5 > clean.reliance
     # Swaps change the shortcut model's predictions more (half the probes disagree with their
