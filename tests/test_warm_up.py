@@ -44,7 +44,10 @@ def test_warm_up_traces_before_training_and_changes_no_event(tmp_path, monkeypat
     cold, cold_traces, _ = _fit(tmp_path, "cold")
     assert cold_traces[0] == 0  # without it, the first logged epoch traced
     assert warm.tags == cold.tags and warm.descriptions == cold.descriptions
-    assert warm.scalars == cold.scalars  # tag by tag, value by value, step by step
+    assert warm.scalars.keys() == cold.scalars.keys()
+    for tag, values in cold.scalars.items():  # tag by tag, step by step, value by value
+        assert [s for s, _ in warm.scalars[tag]] == [s for s, _ in values]
+        np.testing.assert_array_equal([v for _, v in warm.scalars[tag]], [v for _, v in values])
     assert warm.texts == cold.texts
     for tag, steps in cold.images.items():
         assert [s for s, _ in warm.images[tag]] == [s for s, _ in steps]
