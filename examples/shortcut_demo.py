@@ -3,13 +3,13 @@
 Two small CNNs learn to tell shapes apart on synthetic images (`saliency_callback.datasets`).
 For the *shortcut* model, the background colour agrees with the class on 95% of the training
 images, so the background gives the answer away; for the *clean* model the background is
-random. Both train with a `SaliencyCallback` that watches how much saliency falls inside the
-objects' masks, each writing its own run into one log dir, and raises an alarm when the
-saliency stays off the object. With the masks the callback also swaps the probes'
-backgrounds every epoch: the *gap* (probe accuracy minus accuracy with each object pasted on
-another probe's background) and the *flip rate* (the share of swaps that change the
-prediction) measure the shortcut directly. At the end a verdict table sets test accuracy on
-agreeing vs disagreeing backgrounds next to the mass in mask, the gap and the flip rate.
+random. Both train with a `SaliencyCallback` and the default `ShortcutAlarm()`, each writing
+its own run into one log dir. With the probes' masks the callback swaps their backgrounds every
+epoch and estimates the *harm*: the accuracy the model loses on images whose background
+disagrees with the object, with 95% bounds from the probes' spread; the alarm fires when the
+lower bound is above 0.05. At the end a verdict table sets the measured test accuracy on
+agreeing vs disagreeing backgrounds next to the estimate, the mass in mask, the flip rate and
+the gap.
 
 Run:
     python examples/shortcut_demo.py            # 25-100 s on 2 CPU cores, depending on the CPU
@@ -49,6 +49,9 @@ class RunResult:
     mass_in_mask: float
     chance: float
     reliance: float
+    harm: float
+    harm_low: float
+    harm_high: float
     gap: float
     flip_rate: float
     alarm_epochs: list[int]
@@ -74,7 +77,7 @@ def build_model(image_size: int, num_classes: int, seed: int) -> keras.Model:
 
 class EpochPrinter(keras.callbacks.Callback):
     """Prints one line per epoch: accuracy, mass in mask (vs chance), the background tests'
-    gap and flip rate, and the alarm."""
+    estimated harm (with its bounds), flip rate and gap, and the alarm."""
 
     def __init__(self, name: str, saliency: sc.SaliencyCallback) -> None:
         super().__init__()
@@ -87,7 +90,9 @@ class EpochPrinter(keras.callbacks.Callback):
         line = (
             f"  [{self.name:8s}] epoch {epoch + 1:2d}  train acc {logs.get('accuracy', 0):.2f}  "
             f"mass in mask {logs.get('saliency_mass_in_mask', nan):.2f} (chance {chance:.2f})  "
-            f"reliance {logs.get('saliency_background_reliance', nan):5.2f}  "
+            f"harm {logs.get('saliency_background_harm', nan):5.2f} "
+            f"[{logs.get('saliency_background_harm_low', nan):5.2f}, "
+            f"{logs.get('saliency_background_harm_high', nan):5.2f}]  "
             f"flips {logs.get('saliency_background_flip_rate', nan):.2f}  "
             f"gap {logs.get('saliency_background_gap', nan):5.2f}"
         )
@@ -146,7 +151,7 @@ def train_one(
     final_mass = saliency.history["mass_in_mask"][-1][1]
     final = {
         name: saliency.history[f"background/{name}"][-1][1]
-        for name in ("gap", "flip_rate", "reliance")
+        for name in ("gap", "flip_rate", "reliance", "harm", "harm_low", "harm_high")
     }
     return RunResult(
         name=name,
@@ -156,6 +161,9 @@ def train_one(
         mass_in_mask=float(final_mass),
         chance=float(np.nanmean(sc.chance_level(saliency.probes.masks))),
         reliance=float(final["reliance"]),
+        harm=float(final["harm"]),
+        harm_low=float(final["harm_low"]),
+        harm_high=float(final["harm_high"]),
         gap=float(final["gap"]),
         flip_rate=float(final["flip_rate"]),
         alarm_epochs=[e.step + 1 for e in saliency.alarm_events],
@@ -186,15 +194,16 @@ def verdict_table(results: list[RunResult]) -> str:
     """The closing table: accuracy on agreeing vs disagreeing backgrounds next to saliency."""
     head = (
         f"{'run':10s} {'bg agrees':>9s} {'acc agree':>9s} {'acc disagree':>12s} "
-        f"{'mass in mask':>12s} {'chance':>6s} {'reliance':>8s} {'flips':>5s} {'gap':>5s}  verdict"
+        f"{'harm [95% bounds]':>19s} {'mass in mask':>12s} {'chance':>6s} {'flips':>5s} "
+        f"{'gap':>5s}  verdict"
     )
     lines = [head, "-" * (len(head) + 30)]
     for r in results:
         verdict = f"SHORTCUT: alarm at epoch {r.alarm_epochs[0]}" if r.alarm_epochs else "no alarm"
         lines.append(
             f"{r.name:10s} {r.agreement:9.0%} {r.acc_agree:9.2f} {r.acc_disagree:12.2f} "
-            f"{r.mass_in_mask:12.2f} {r.chance:6.2f} {r.reliance:8.2f} {r.flip_rate:5.2f} "
-            f"{r.gap:5.2f}  {verdict}"
+            f"{r.harm:5.2f} [{r.harm_low:5.2f}, {r.harm_high:5.2f}] "
+            f"{r.mass_in_mask:12.2f} {r.chance:6.2f} {r.flip_rate:5.2f} {r.gap:5.2f}  {verdict}"
         )
     return "\n".join(lines)
 

@@ -177,6 +177,24 @@ def test_harm_bounds_unknown_signals_and_states_without_alarm():
     assert summary.verdict(data)["state"] == "clear"
 
 
+
+def test_the_calibrated_alarm_draws_its_limit_on_the_harm_curve_shown_first():
+    """The default alarm watches `harm_low`: its threshold belongs on the harm curve (whose
+    band's lower edge is `harm_low`), and that curve leads."""
+    data = events.RunData()
+    data.scalars = {
+        "saliency/background/reliance": {0: 0.9, 1: 0.9},
+        "saliency/background/harm": {0: 0.5, 1: 0.6},
+        "saliency/background/harm_low": {0: 0.3, 1: 0.4},
+        "saliency/background/harm_high": {0: 0.7, 1: 0.8},
+        "saliency/alarm": {0: 1.0, 1: 0.0},
+        "saliency/alarm_limit/background/harm_low": {0: 0.05, 1: 0.05},
+    }
+    curves = summary.run_summary("r", data)["signals"]
+    assert [c["name"] for c in curves] == ["background/harm", "background/reliance"]
+    assert curves[0]["limit"] == [[0, 0.05], [1, 0.05]] and curves[1]["limit"] is None
+
+
 # -- pictures ----------------------------------------------------------------------------------
 
 

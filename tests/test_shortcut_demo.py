@@ -30,6 +30,12 @@ def test_shortcut_model_is_caught_by_its_saliency(tmp_path, capsys):
     # only: its predictions follow the swapped-in background; the clean model's the object.
     assert shortcut.alarm_epochs and not clean.alarm_epochs
     assert shortcut.reliance > 0.5 > clean.reliance
+    # The estimate agrees with the measured harm (acc agree - acc disagree): high for the
+    # shortcut model, its lower bound above the margin; about zero for the clean one.
+    measured = shortcut.acc_agree - shortcut.acc_disagree
+    assert shortcut.harm_low > 0.05 and abs(shortcut.harm - measured) < 0.5
+    assert shortcut.harm_low <= shortcut.harm <= shortcut.harm_high
+    assert clean.harm_low <= 0.05 and clean.harm < 0.25
     # Swaps change the shortcut model's predictions more (half the probes disagree with their
     # background, so the gap is at most ~0.5).
     assert shortcut.flip_rate > 0.5 and shortcut.flip_rate > clean.flip_rate

@@ -114,7 +114,8 @@ def signals(data: RunData) -> list[dict[str, Any]]:
         label, unit, hint = KNOWN.get(name, (name, "value", ""))
         low, high = names.get(name + "_low"), names.get(name + "_high")
         chance = names.get(name + "_chance") or names.get(CHANCE.get(name, ""))
-        limit = names.get("alarm_limit/" + name)
+        # An alarm on a bound (the calibrated alarm watches `harm_low`) draws on its curve.
+        limit = names.get("alarm_limit/" + name) or names.get("alarm_limit/" + name + "_low")
         out.append(
             {
                 "name": name,
@@ -186,7 +187,9 @@ def run_summary(run: str, data: RunData) -> dict[str, Any]:
     steps = image_steps(data, PROBES)
     curves = signals(data)
     watched = verdict(data)
-    curves.sort(key=lambda c: c["name"] != watched["monitor"])  # the alarm's signal first
+    monitor = watched["monitor"] or ""
+    base = monitor.removesuffix("_low").removesuffix("_high")
+    curves.sort(key=lambda c: c["name"] not in (monitor, base))  # the alarm's signal first
     return {
         "run": run,
         "steps": steps,
