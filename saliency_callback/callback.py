@@ -7,6 +7,7 @@ The callback only wires parts together: `probes` (validated arrays), `engine` (m
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import warnings
 from collections.abc import Sequence
@@ -472,9 +473,30 @@ class SaliencyCallback(keras.callbacks.Callback):
         self._alarm_warned_missing = False
         self._is_chief = _is_chief(self.model)
         self._setup()  # errors here are the user's configuration: raise before training
+        self._warm_up()
         self._pending_initial_log = self.log_before_training
         self._first_epoch = True
         self._worker.install_sigint_wait()
+
+    def _warm_up(self) -> None:
+        """Traces and runs the compiled functions once on one probe before training, and hands
+        the worker a first job that renders and encodes one panel (`Explainer.warm_up`,
+        `StepWriter.warm_up`): the first logged epoch then blocks about as long as a later one,
+        and its step is rendered without first-time costs."""
+        if not self._is_chief or self._explainer is None or self._prepared is None:
+            return
+        traces = self._explainer.tracing_count
+        try:
+            self._explainer.warm_up(*self._prepared)
+            if self._step_writer is not None:  # where the steps are rendered (the worker)
+                self._worker.submit(-1, self._step_writer.warm_up)
+        except Exception:  # the epoch end meets the same error and reports it (a warning)
+            if self.strict:
+                raise
+        if self._explainer.tracing_count > traces:
+            # Tracing leaves many long-lived objects, which soon trigger a full collection of
+            # the whole heap: take that pause now rather than in the middle of an epoch.
+            gc.collect()
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._report(stacklevel=3)

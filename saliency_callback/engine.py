@@ -332,6 +332,18 @@ class Explainer:
             target_parts.append(be.to_numpy(tg))
         return np.concatenate(logit_parts), np.concatenate(target_parts).astype(np.int32)
 
+    def warm_up(self, x: np.ndarray, targets: np.ndarray) -> None:
+        """Compiles (traces) and runs once every function `explain_prepared` and `predict` use
+        for images shaped like `x`, on its first image only; the results are discarded.
+
+        The compiled functions take any batch size (a `None` batch dimension on TensorFlow,
+        padded chunks on JAX), so one image traces what the whole probe set needs, at about
+        `1 / len(x)` of an explanation's cost. Like every call, it reads the model's variables
+        and never changes them.
+        """
+        self.explain_prepared(x[:1], targets[:1])
+        self.predict(x[:1])
+
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The model's outputs on prepared images, forward only (no gradient), compiled once.
 

@@ -153,6 +153,22 @@ class StepWriter:
         self.once = []
         return messages
 
+    def warm_up(self) -> list[str]:
+        """Does the rendering's and encoding's first-time work on one probe, touching no file.
+
+        Matplotlib's colormap table, Pillow's caption font, SciPy's and TensorFlow's first calls
+        (the PNG encode) cost far more the first time than later. The callback submits this
+        job to the `Worker` at `on_train_begin`, so it runs where the steps will (on the
+        worker's thread, or inline) and not with the first logged step. Nothing is written and
+        no state of the run (timeline, byte cap) changes; an error is left to the first step,
+        which meets it again and reports it. Returns no warnings.
+        """
+        with contextlib.suppress(Exception):
+            raw = self.raw[:1]
+            flat = np.zeros((1, *raw.shape[1:3]), np.float32)
+            self.writer.encode(self.renderer.panels(raw, flat, ["#0"]))
+        return []
+
     def _cap(self, encoded: list[tuple[str, list[bytes], np.ndarray, str]], step: int) -> list[str]:
         """Drops the last per-probe, then background, samples beyond `max_step_bytes`."""
         total = sum(len(b) for _, pngs, _, _ in encoded for b in pngs)
