@@ -177,7 +177,6 @@ def test_harm_bounds_unknown_signals_and_states_without_alarm():
     assert summary.verdict(data)["state"] == "clear"
 
 
-
 def test_the_calibrated_alarm_draws_its_limit_on_the_harm_curve_shown_first():
     """The default alarm watches `harm_low`: its threshold belongs on the harm curve (whose
     band's lower edge is `harm_low`), and that curve leads."""
