@@ -57,6 +57,7 @@ _SUBMODULES = (
     "background",
     "backends",
     "box_panels",
+    "calibration",
     "callback",
     "cli",
     "datasets",
@@ -89,6 +90,7 @@ if TYPE_CHECKING:
     from saliency_callback import backends as backends
     from saliency_callback import background as background
     from saliency_callback import box_panels as box_panels
+    from saliency_callback import calibration as calibration
     from saliency_callback import callback as callback
     from saliency_callback import cli as cli
     from saliency_callback import datasets as datasets
