@@ -285,7 +285,8 @@ def test_two_runs_side_by_side(tab):
 
 def test_empty_state_then_a_run_appears_with_the_rust_data_server(browser, fitted, tmp_path):
     """`--load_fast true`: a log dir without our summaries shows the empty state; a run copied
-    in later is found (through the Rust data server) and its grid loads in full."""
+    in later is found (through the Rust data server) by the open page itself, without a
+    reload, and its grid loads in full."""
     from saliency_callback.writer import RunWriter
 
     train = RunWriter(str(tmp_path), run="train")
@@ -295,22 +296,23 @@ def test_empty_state_then_a_run_appears_with_the_rust_data_server(browser, fitte
     def ready(base: str) -> bool:
         return listing_has_saliency(base) and bool(get_json(f"{base}data/runs"))
 
-    with serve(tmp_path, tmp_path / "tb.log", "true", ready) as base:
+    log = tmp_path / "tb.log"
+    with serve(tmp_path, log, "true", ready) as base:
         page, frame = open_tab(browser, base)
         empty = frame.wait_for_selector(".sal-empty")
         text = " ".join(empty.inner_text().split())
         assert "No run here holds SaliencyCallback summaries yet" in text and "train" in text
         assert "SaliencyCallback(" in text
         shutil.copytree(fitted["path"] / "shortcut", tmp_path / "late")
-        page.wait_for_function(
-            """(url) => fetch(url).then((r) => r.json())
-                .then((b) => b.runs.includes("late/saliency"))""",
-            arg=f"{base}data/plugin/saliency/runs",
-            timeout=UI_TIMEOUT_MS,
-            polling=500,
-        )
-        page.reload()
+        # (a locator, not the frame's handle: it finds the tab's iframe again if TensorBoard
+        # draws it anew when the tab becomes active)
+        section = page.frame_locator(FRAME).locator('.sal-run[data-run="late/saliency"]')
+        try:
+            section.wait_for(timeout=3 * UI_TIMEOUT_MS)
+        except Exception as err:  # say what the server listed and logged
+            listed = get_json(f"{base}data/plugin/saliency/runs")
+            tail = log.read_text(errors="replace")[-3000:]
+            raise AssertionError(f"{err}\nlisted: {listed}\ntensorboard's log:\n{tail}") from err
         frame = page.wait_for_selector(FRAME).content_frame()
-        frame.wait_for_selector('.sal-run[data-run="late/saliency"]')
         all_thumbnails_loaded(frame, "late/saliency", fitted["probes"] * EPOCHS)
         page.close()

@@ -11,6 +11,7 @@ const STORE = "saliency-dashboard";
 const TILES = { saliency: "saliency map", overlay: "overlay", image: "image" };
 const THUMB_MARGIN = "200px 600px 200px 600px";
 const REFRESH_MS = 30000;
+const EMPTY_REFRESH_MS = 5000; // until a run holds our summaries
 // The curves shown first (the alarm's own signal is always shown); the others fold away.
 const PRIMARY = ["background/reliance", "background/flip_rate", "background/harm", "background/gap", "mass_in_mask"];
 
@@ -313,7 +314,7 @@ function emptyState(listing) {
       "                      log_dir=\"logs\", alarm=ShortcutAlarm())\n" +
       "model.fit(x, y, epochs=20, callbacks=[cb])\n\n" +
       "# then: tensorboard --logdir logs"),
-    h("p", {}, "Each logged epoch then adds a column of saliency overlays, the background tests and the alarm's verdict to this tab (it refreshes every 30 s)."),
+    h("p", {}, "Each logged epoch then adds a column of saliency overlays, the background tests and the alarm's verdict to this tab. This page checks for new runs every 5 s."),
     others.length
       ? h("p", { class: "sal-more" }, `Runs found without saliency summaries: ${others.join(", ")}.`)
       : h("p", { class: "sal-more" }, "TensorBoard found no runs at all in its --logdir."));
@@ -347,25 +348,48 @@ class App {
     }
   }
 
-  async start() {
-    let listing;
+  async listing() {
     try {
-      listing = await getJSON("runs");
+      return await getJSON("runs");
     } catch (err) {
-      this.main.replaceChildren(h("div", { class: "sal-error" }, `Could not list the runs: ${err.message}`));
-      return;
+      return { error: err };
     }
+  }
+
+  async start() {
+    await this.update(await this.listing(), true);
+  }
+
+  // Lists the runs again: a run that appears (training started after TensorBoard) is offered,
+  // and the empty state gives way to it without a reload.
+  async refresh() {
+    await this.update(await this.listing(), false);
+  }
+
+  async update(listing, force) {
+    if (listing.error) {
+      if (!this.runs.length) {
+        this.main.replaceChildren(h("div", { class: "sal-error" }, `Could not list the runs: ${listing.error.message}`));
+      }
+      return; // a run already shown stays; the next refresh tries again
+    }
+    const wasEmpty = !this.runs.length;
+    const changed = listing.runs.join("\n") !== this.runs.join("\n");
     this.runs = listing.runs;
     if (!this.runs.length) {
       this.header.replaceChildren(h("h1", {}, "Saliency"));
       this.main.replaceChildren(emptyState(listing));
       return;
     }
-    this.a = this.runs.includes(this.saved.a) ? this.saved.a : this.runs[0];
-    this.b = this.runs.includes(this.saved.b) && this.saved.b !== this.a ? this.saved.b : "";
-    this.tile = this.saved.tile in TILES ? this.saved.tile : "saliency";
-    this.drawHeader();
-    await this.show(true);
+    if (wasEmpty || changed) {
+      const pick = (current, saved) => (this.runs.includes(current) ? current : this.runs.includes(saved) ? saved : null);
+      this.a = pick(this.a, this.saved.a) || this.runs[0];
+      this.b = pick(this.b, this.saved.b) || "";
+      if (this.b === this.a) this.b = "";
+      this.tile = this.tile || (this.saved.tile in TILES ? this.saved.tile : "saliency");
+      this.drawHeader();
+    }
+    await this.show(force || wasEmpty);
   }
 
   drawHeader() {
@@ -382,7 +406,7 @@ class App {
       h("label", {}, "compare with ", select("sal-run-b", this.b, true)),
       h("label", {}, "cells ", h("select", { id: "sal-tile", onchange: (e) => this.choose("sal-tile", e.target.value) },
         Object.entries(TILES).map(([k, label]) => h("option", { value: k, selected: k === this.tile }, label)))),
-      h("button", { class: "sal-reload", onclick: () => this.show(false), title: "read the event files again" }, "Reload"));
+      h("button", { class: "sal-reload", onclick: () => this.refresh(), title: "list the runs and read their event files again" }, "Reload"));
   }
 
   choose(id, value) {
@@ -431,7 +455,9 @@ export async function render() {
   document.body.appendChild(root);
   const app = new App(root);
   await app.start();
-  setInterval(() => {
-    if (app.runs.length && document.visibilityState !== "hidden") app.show(false);
-  }, REFRESH_MS);
+  const tick = async () => {
+    if (document.visibilityState !== "hidden") await app.refresh();
+    setTimeout(tick, app.runs.length ? REFRESH_MS : EMPTY_REFRESH_MS);
+  };
+  setTimeout(tick, app.runs.length ? REFRESH_MS : EMPTY_REFRESH_MS);
 }
