@@ -9,6 +9,7 @@ The model's graph is read by `graph.py` (backend-free); a fused `Dense(..., acti
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -138,13 +139,23 @@ def compile_sweep(
             rows = tf.range(index[0], index[0] + tf.shape(part)[0])[:, None]
             return rows, part
 
-        rows, part = chunk_sum(tf.constant(0))
-        out = tf.scatter_nd(rows, part, tf.concat([[n], tf.shape(part)[1:]], axis=0))
-        for start in tf.range(chunk, total, chunk):
+        # The model and its gradient are traced once, in the loop's body: the first chunk
+        # creates the sum (whose shape is the contributions', known only there), the others
+        # add to it (only the chunk's rows). `out` enters the loop as a placeholder of unknown
+        # shape; the same ops in the same order as a peeled first chunk, at half the graph.
+        out = tf.zeros([0], tf.float32)
+        for start in tf.range(0, total, chunk):
             # At most two chunks at a time: more parallel iterations hold more activations.
-            tf.autograph.experimental.set_loop_options(parallel_iterations=2)
+            tf.autograph.experimental.set_loop_options(
+                parallel_iterations=2, shape_invariants=[(out, tf.TensorShape(None))]
+            )
             rows, part = chunk_sum(start)
-            out = tf.tensor_scatter_nd_add(out, rows, part)  # only the chunk's rows
+            shape = tf.concat([[n], tf.shape(part)[1:]], axis=0)
+            out = tf.cond(
+                start == 0,
+                functools.partial(tf.scatter_nd, rows, part, shape),
+                functools.partial(tf.tensor_scatter_nd_add, out, rows, part),
+            )
         return out
 
     return sweep
