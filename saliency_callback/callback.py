@@ -7,7 +7,6 @@ The callback only wires parts together: `probes` (validated arrays), `engine` (m
 from __future__ import annotations
 
 import functools
-import gc
 import os
 import warnings
 from collections.abc import Sequence
@@ -485,7 +484,6 @@ class SaliencyCallback(keras.callbacks.Callback):
         and its step is rendered without first-time costs."""
         if not self._is_chief or self._explainer is None or self._prepared is None:
             return
-        traces = self._explainer.tracing_count
         try:
             self._explainer.warm_up(*self._prepared)
             if self._step_writer is not None:  # where the steps are rendered (the worker)
@@ -493,10 +491,6 @@ class SaliencyCallback(keras.callbacks.Callback):
         except Exception:  # the epoch end meets the same error and reports it (a warning)
             if self.strict:
                 raise
-        if self._explainer.tracing_count > traces:
-            # Tracing leaves many long-lived objects, which soon trigger a full collection of
-            # the whole heap: take that pause now rather than in the middle of an epoch.
-            gc.collect()
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._report(stacklevel=3)
