@@ -123,6 +123,8 @@ class FitRecord:
     epoch_wall: list[float] = field(default_factory=list)
     epoch_cpu: list[float] = field(default_factory=list)
     epoch_starts: list[float] = field(default_factory=list)
+    epoch_worker_cpu: list[float] = field(default_factory=list)
+    """The callback's worker thread's CPU ms in each epoch (it renders the previous step)."""
     epoch_faults: list[int] = field(default_factory=list)
     """Minor page faults of the process in each epoch (new memory touched)."""
     epoch_waits: list[int] = field(default_factory=list)
@@ -155,6 +157,7 @@ class Clock(keras.callbacks.Callback):
             self.record.epoch_starts.append(now)
             Clock.starts[id(self.record)] = (now, time.process_time())
             Clock.counters[id(self.record)] = _counters()
+            Clock.worker_cpu_at[id(self.record)] = self.worker_cpu()
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         if self.end:
@@ -163,6 +166,9 @@ class Clock(keras.callbacks.Callback):
             self.record.epoch_cpu.append((time.process_time() - cpu) * 1e3)
             faults, waits = (
                 b - a for a, b in zip(Clock.counters[id(self.record)], _counters(), strict=True)
+            )
+            self.record.epoch_worker_cpu.append(
+                self.worker_cpu() - Clock.worker_cpu_at.get(id(self.record), 0.0)
             )
             self.record.epoch_faults.append(faults)
             self.record.epoch_waits.append(waits)
@@ -173,7 +179,15 @@ class Clock(keras.callbacks.Callback):
         explainer = getattr(cb, "_explainer", None)
         return int(explainer.tracing_count) if explainer is not None else 0
 
+    def worker_cpu(self) -> float:
+        """CPU ms so far of the callback's worker thread (0 before it starts, or without)."""
+        worker = getattr(Clock.callbacks.get(id(self.record)), "_worker", None)
+        thread = getattr(worker, "_thread", None)
+        tid = getattr(thread, "native_id", None)
+        return _thread_cpu(tid) if tid is not None else 0.0
+
     starts: ClassVar[dict[int, tuple[float, float]]] = {}
+    worker_cpu_at: ClassVar[dict[int, float]] = {}
     counters: ClassVar[dict[int, tuple[int, int]]] = {}
     callbacks: ClassVar[dict[int, Any]] = {}
 
@@ -188,6 +202,29 @@ def _counters() -> tuple[int, int]:
             if line.startswith("voluntary_ctxt_switches"):
                 waits = int(line.split()[1])
     return faults, waits
+
+
+def _thread_cpu(tid: int) -> float:
+    """CPU ms (user + system) of the thread `tid` of this process (Linux; 0 elsewhere)."""
+    try:
+        with open(f"/proc/self/task/{tid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) * 1e3 / os.sysconf("SC_CLK_TCK")
+
+
+def train_only_cpu(r: FitRecord) -> list[float]:
+    """Each epoch's process CPU ms less the callback's own: its `on_epoch_end` (process CPU)
+    and its worker thread's CPU in that epoch. What is left is training's (and Keras's); with
+    the callback it exceeds the no-callback fits' only if the callback slows training down."""
+    ends = r.hooks.get("on_epoch_end", [])
+    return [
+        cpu
+        - (ends[e].cpu if e < len(ends) else 0.0)
+        - (r.epoch_worker_cpu[e] if r.epoch_worker_cpu else 0.0)
+        for e, cpu in enumerate(r.epoch_cpu)
+    ]
 
 
 def _train_traces(model: keras.Model) -> int:
@@ -358,12 +395,14 @@ def summary_table(records: list[FitRecord], whole_fit: bool) -> tuple[list[str],
     base_epoch = _med([e for r in none for e in r.epoch_wall])
     base_cpu = _med([e for r in none for e in r.epoch_cpu])
     base_fit = _med([r.fit_wall for r in none])
+    base_train = _med([e for r in none for e in train_only_cpu(r)[1:]])
     lines = [
         "| mode | whole `fit` per round (s) | vs none | median epoch (s) | vs none | slowest "
         "epoch after the first (s) | / median none epoch | median epoch CPU (s) | vs none | GC "
         "pauses after epoch 0 (ms, gen-2 count) | page faults per epoch after the first, median | "
-        "training-thread waits per epoch after the first, median |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "training-thread waits per epoch after the first, median | training-only CPU per epoch "
+        "after the first, median (s) | vs none |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     ok: dict[str, bool] = {}
     for mode in sorted(_modes(records), key=[*MODES, COLD].index):
@@ -373,6 +412,7 @@ def summary_table(records: list[FitRecord], whole_fit: bool) -> tuple[list[str],
         later = [e for r in rs for e in r.epoch_wall[1:]]
         slowest = max(later) if later else float("nan")
         cpu = _med([e for r in rs for e in r.epoch_cpu])
+        train = _med([e for r in rs for e in train_only_cpu(r)[1:]])
         pauses = [p for r in rs for e, ps in r.gc_pauses.items() if e > 0 for p in ps]
         gcs = f"{sum(p for _, p in pauses):.0f} ({sum(g == 2 for g, _ in pauses)})"
         lines.append(
@@ -381,7 +421,8 @@ def summary_table(records: list[FitRecord], whole_fit: bool) -> tuple[list[str],
             f"{_pct(_med(epochs), base_epoch)} | {slowest / 1e3:.2f} | "
             f"{slowest / base_epoch:.2f}x | {cpu / 1e3:.2f} | {_pct(cpu, base_cpu)} | {gcs} | "
             f"{_med([f for r in rs for f in r.epoch_faults[1:]]):.0f} | "
-            f"{_med([w for r in rs for w in r.epoch_waits[1:]]):.0f} |"
+            f"{_med([w for r in rs for w in r.epoch_waits[1:]]):.0f} | {train / 1e3:.2f} | "
+            f"{_pct(train, base_train)} |"
         )
         if mode == "defaults":
             ok["no epoch after the first > 1.3x the median no-callback epoch"] = (
