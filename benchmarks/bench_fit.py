@@ -42,14 +42,12 @@ import logging
 import os
 import resource
 import shutil
-import statistics
 import sys
 import tempfile
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -58,12 +56,20 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras
 import numpy as np
 from _common import environment, small_cnn
+from _fit_report import (
+    ALL_MODES,
+    COLD,
+    MODES,
+    VARIANTS,
+    FitRecord,
+    Span,
+    fixed_cost_table,
+    interference_table,
+    profile_table,
+    summary_table,
+)
 
-from saliency_callback import SaliencyCallback, make_shortcut_data
-
-MODES = ("none", "defaults")
-COLD = "defaults-cold"
-"""`--cold`: the defaults without the warm-up at `on_train_begin` (the behaviour before #20)."""
+from saliency_callback import Runtime, SaliencyCallback, make_shortcut_data
 
 
 @dataclass(frozen=True)
@@ -99,47 +105,6 @@ def _mobilenet(size: int, num_classes: int) -> keras.Model:
 
 
 # -- measurement ------------------------------------------------------------------------------
-
-
-@dataclass
-class Span:
-    """Wall and CPU milliseconds of one call (CPU: process-wide, or the calling thread's)."""
-
-    wall: float = 0.0
-    cpu: float = 0.0
-
-    def __iadd__(self, other: Span) -> Span:
-        self.wall += other.wall
-        self.cpu += other.cpu
-        return self
-
-
-@dataclass
-class FitRecord:
-    """Everything measured in one `fit`."""
-
-    mode: str
-    fit_wall: float = 0.0
-    epoch_wall: list[float] = field(default_factory=list)
-    epoch_cpu: list[float] = field(default_factory=list)
-    epoch_starts: list[float] = field(default_factory=list)
-    epoch_worker_cpu: list[float] = field(default_factory=list)
-    """The callback's worker thread's CPU ms in each epoch (it renders the previous step)."""
-    epoch_faults: list[int] = field(default_factory=list)
-    """Minor page faults of the process in each epoch (new memory touched)."""
-    epoch_waits: list[int] = field(default_factory=list)
-    """Voluntary context switches of the training thread in each epoch (it blocked: the GIL,
-    a lock, TensorFlow's ops)."""
-    hooks: dict[str, list[Span]] = field(default_factory=lambda: defaultdict(list))
-    parts: dict[int, dict[str, Span]] = field(default_factory=lambda: defaultdict(dict))
-    worker: list[tuple[int, float, float, float]] = field(default_factory=list)
-    """(step, start, end, thread CPU ms) of each job on the worker thread."""
-    traces: list[tuple[int, int]] = field(default_factory=list)
-    """(explainer traces, train-function traces) at the end of each epoch."""
-    gc_pauses: dict[int, list[tuple[int, float]]] = field(default_factory=lambda: defaultdict(list))
-    retrace_warnings: int = 0
-    epoch: int = -1
-    worker_step: int = -1
 
 
 class Clock(keras.callbacks.Callback):
@@ -214,19 +179,6 @@ def _thread_cpu(tid: int) -> float:
     return (int(fields[11]) + int(fields[12])) * 1e3 / os.sysconf("SC_CLK_TCK")
 
 
-def train_only_cpu(r: FitRecord) -> list[float]:
-    """Each epoch's process CPU ms less the callback's own: its `on_epoch_end` (process CPU)
-    and its worker thread's CPU in that epoch. What is left is training's (and Keras's); with
-    the callback it exceeds the no-callback fits' only if the callback slows training down."""
-    ends = r.hooks.get("on_epoch_end", [])
-    return [
-        cpu
-        - (ends[e].cpu if e < len(ends) else 0.0)
-        - (r.epoch_worker_cpu[e] if r.epoch_worker_cpu else 0.0)
-        for e, cpu in enumerate(r.epoch_cpu)
-    ]
-
-
 def _train_traces(model: keras.Model) -> int:
     fn = getattr(model, "train_function", None)
     fn = getattr(fn, "__wrapped__", fn)
@@ -257,8 +209,24 @@ def _wrap(obj: Any, name: str, sink: Callable[[Span], None], thread_cpu: bool = 
     object.__setattr__(obj, name, wrapper)
 
 
-def instrument(cb: SaliencyCallback, record: FitRecord) -> None:
-    """Times the callback's hooks, and (after `on_train_begin`) the parts of its epoch end."""
+class BatchClock(keras.callbacks.Callback):
+    """`--batches`: each training batch's start and end. A callback with batch hooks makes
+    Keras wait for each batch's result (no asynchronous dispatch), in every mode alike."""
+
+    def __init__(self, record: FitRecord) -> None:
+        super().__init__()
+        self.record, self._start = record, 0.0
+
+    def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        self.record.batches.append((self.record.epoch, self._start, time.perf_counter()))
+
+
+def instrument(cb: SaliencyCallback, record: FitRecord, nice: bool = False) -> None:
+    """Times the callback's hooks, and (after `on_train_begin`) the parts of its epoch end;
+    with `nice`, the worker thread lowers its priority at its first step."""
 
     def hook_sink(hook: str) -> Callable[[Span], None]:
         return lambda span: record.hooks[hook].append(span)
@@ -294,6 +262,9 @@ def instrument(cb: SaliencyCallback, record: FitRecord) -> None:
 
             def timed_write(payload: Any) -> Any:
                 record.worker_step = payload.step
+                if nice and threading.current_thread() is not threading.main_thread():
+                    with contextlib.suppress(OSError, AttributeError):
+                        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
                 start, cpu = time.perf_counter(), time.thread_time()
                 try:
                     return write(payload)
@@ -341,22 +312,30 @@ def watch_process(record: FitRecord) -> Iterator[None]:
         tf_logger.removeHandler(handler)
 
 
-def run_fit(w: FitWorkload, mode: str, train: Any, probes: Any, log_dir: str) -> FitRecord:
+def run_fit(
+    w: FitWorkload, mode: str, train: Any, probes: Any, log_dir: str, batches: bool = False
+) -> FitRecord:
     record = FitRecord(mode)
     model = w.build()
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     callbacks: list[keras.callbacks.Callback] = [Clock(record, end=False)]
-    if mode in ("defaults", COLD):
+    if batches:
+        callbacks.append(BatchClock(record))
+    if mode != "none":
+        runtime = Runtime(background_writer=mode != "inline")
         cb = SaliencyCallback(
             probes.images,
             labels=probes.labels,
             masks=probes.masks,
             class_names=list(probes.class_names),
             log_dir=log_dir,
+            runtime=runtime,
         )
-        instrument(cb, record)
+        instrument(cb, record, nice=mode == "worker-nice")
         if mode == COLD:
             cb._warm_up = lambda: None  # type: ignore[method-assign]
+        if mode == "no-worker-job":
+            cb._submit = lambda payload: None  # type: ignore[method-assign]
         Clock.callbacks[id(record)] = cb
         callbacks.append(cb)
     callbacks.append(Clock(record, end=True))
@@ -373,132 +352,6 @@ def run_fit(w: FitWorkload, mode: str, train: Any, probes: Any, log_dir: str) ->
         record.fit_wall = (time.perf_counter() - start) * 1e3
     Clock.callbacks.pop(id(record), None)
     return record
-
-
-# -- report -----------------------------------------------------------------------------------
-
-
-def _med(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
-def _pct(a: float, b: float) -> str:
-    return f"{(a / b - 1) * 100:+.1f}%"
-
-
-def _modes(records: list[FitRecord]) -> list[str]:
-    return list(dict.fromkeys(r.mode for r in records))
-
-
-def summary_table(records: list[FitRecord], whole_fit: bool) -> tuple[list[str], dict[str, bool]]:
-    none = [r for r in records if r.mode == "none"]
-    base_epoch = _med([e for r in none for e in r.epoch_wall])
-    base_cpu = _med([e for r in none for e in r.epoch_cpu])
-    base_fit = _med([r.fit_wall for r in none])
-    base_train = _med([e for r in none for e in train_only_cpu(r)[1:]])
-    lines = [
-        "| mode | whole `fit` per round (s) | vs none | median epoch (s) | vs none | slowest "
-        "epoch after the first (s) | / median none epoch | median epoch CPU (s) | vs none | GC "
-        "pauses after epoch 0 (ms, gen-2 count) | page faults per epoch after the first, median | "
-        "training-thread waits per epoch after the first, median | training-only CPU per epoch "
-        "after the first, median (s) | vs none |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    ok: dict[str, bool] = {}
-    for mode in sorted(_modes(records), key=[*MODES, COLD].index):
-        rs = [r for r in records if r.mode == mode]
-        fits = [r.fit_wall for r in rs]
-        epochs = [e for r in rs for e in r.epoch_wall]
-        later = [e for r in rs for e in r.epoch_wall[1:]]
-        slowest = max(later) if later else float("nan")
-        cpu = _med([e for r in rs for e in r.epoch_cpu])
-        train = _med([e for r in rs for e in train_only_cpu(r)[1:]])
-        pauses = [p for r in rs for e, ps in r.gc_pauses.items() if e > 0 for p in ps]
-        gcs = f"{sum(p for _, p in pauses):.0f} ({sum(g == 2 for g, _ in pauses)})"
-        lines.append(
-            f"| {mode} | {' / '.join(f'{f / 1e3:.2f}' for f in fits)} | "
-            f"{_pct(_med(fits), base_fit)} | {_med(epochs) / 1e3:.2f} | "
-            f"{_pct(_med(epochs), base_epoch)} | {slowest / 1e3:.2f} | "
-            f"{slowest / base_epoch:.2f}x | {cpu / 1e3:.2f} | {_pct(cpu, base_cpu)} | {gcs} | "
-            f"{_med([f for r in rs for f in r.epoch_faults[1:]]):.0f} | "
-            f"{_med([w for r in rs for w in r.epoch_waits[1:]]):.0f} | {train / 1e3:.2f} | "
-            f"{_pct(train, base_train)} |"
-        )
-        if mode == "defaults":
-            ok["no epoch after the first > 1.3x the median no-callback epoch"] = (
-                slowest <= 1.3 * base_epoch
-            )
-            if whole_fit:
-                ok["whole fit <= +5%"] = _med(fits) <= 1.05 * base_fit
-            else:
-                ok["median epoch <= +3%"] = _med(epochs) <= 1.03 * base_epoch
-    return lines, ok
-
-
-def fixed_cost_table(records: list[FitRecord]) -> tuple[list[str], bool]:
-    """The callback's setup, first and later epoch ends, last join; per fit with a callback."""
-    lines = [
-        "| mode, round | setup `on_train_begin` wall / CPU (ms) | first `on_epoch_end` wall / "
-        "CPU (ms) | later `on_epoch_end`, median wall / CPU (ms) | first / later | last join "
-        "`on_train_end` wall (ms) |",
-        "|---|---|---|---|---|---|",
-    ]
-    ratios = []
-    rounds: dict[str, int] = defaultdict(int)
-    for r in (x for x in records if x.mode != "none"):
-        i = rounds[r.mode]
-        rounds[r.mode] += 1
-        begin = r.hooks["on_train_begin"][0]
-        ends = r.hooks["on_epoch_end"]
-        later = ends[1:]
-        lw, lc = _med([s.wall for s in later]), _med([s.cpu for s in later])
-        ratio = ends[0].wall / lw if later else float("nan")
-        if r.mode == "defaults":
-            ratios.append(ratio)
-        join = r.hooks["on_train_end"][0]
-        lines.append(
-            f"| {r.mode}, {i} | {begin.wall:.0f} / {begin.cpu:.0f} | {ends[0].wall:.0f} / "
-            f"{ends[0].cpu:.0f} | {lw:.0f} / {lc:.0f} | {ratio:.2f}x | {join.wall:.0f} |"
-        )
-    return lines, all(r <= 2.0 for r in ratios)
-
-
-def profile_table(records: list[FitRecord]) -> list[str]:
-    """Per epoch of each defaults fit: the parts' CPU ms, traces, GC, worker overlap."""
-    lines = []
-    rounds: dict[str, int] = defaultdict(int)
-    for r in (x for x in records if x.mode != "none"):
-        i = rounds[r.mode]
-        rounds[r.mode] += 1
-        names = sorted({p for parts in r.parts.values() for p in parts})
-        lines += [
-            f"\n{r.mode}, round {i}, per epoch (CPU ms; the worker's parts in its thread's CPU "
-            f"time; {r.retrace_warnings} retracing warnings from TensorFlow):\n",
-            "| epoch | epoch wall / CPU (ms) | "
-            + " | ".join(names)
-            + " | worker job: thread CPU, overlap with the next epoch (ms) | explainer traces "
-            "(total) | train-function traces (total) | GC pauses (ms, gen 2 count) | page faults | "
-            "training-thread waits |",
-            "|---|---|" + "---|" * len(names) + "---|---|---|---|---|---|",
-        ]
-        for e, (wall, cpu) in enumerate(zip(r.epoch_wall, r.epoch_cpu, strict=True)):
-            cells = [f"{r.parts[e][n].cpu:.0f}" if n in r.parts[e] else "" for n in names]
-            jobs = [j for j in r.worker if j[0] == e]
-            job = ""
-            if jobs:
-                _, start, end, jcpu = jobs[0]
-                nxt = r.epoch_starts[e + 1] if e + 1 < len(r.epoch_starts) else end
-                job = f"{jcpu:.0f}, {max(0.0, end - max(start, nxt)) * 1e3:.0f}"
-            pauses = r.gc_pauses.get(e, [])
-            gcs = f"{sum(p for _, p in pauses):.0f} ({sum(g == 2 for g, _ in pauses)})"
-            explainer, train = r.traces[e] if e < len(r.traces) else (-1, -1)
-            lines.append(
-                f"| {e} | {wall:.0f} / {cpu:.0f} | "
-                + " | ".join(cells)
-                + f" | {job} | {explainer} | {train} | {gcs} | {r.epoch_faults[e]} | "
-                f"{r.epoch_waits[e]} |"
-            )
-    return lines
 
 
 def hook_costs(fits: int) -> None:
@@ -584,6 +437,17 @@ def main(argv: list[str] | None = None) -> int:
         "--cold", action="store_true", help=f"also run {COLD!r}: the defaults without warm-up"
     )
     parser.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help="comma-separated, from "
+        + "; ".join([f"{m}" for m in MODES] + [f"{m} ({d})" for m, d in VARIANTS.items()]),
+    )
+    parser.add_argument(
+        "--batches",
+        action="store_true",
+        help="also time each training batch: what the worker's job adds to training",
+    )
+    parser.add_argument(
         "--hooks",
         type=int,
         default=0,
@@ -596,6 +460,10 @@ def main(argv: list[str] | None = None) -> int:
         args.rounds = 1
     if args.rounds < 1:
         parser.error(f"--rounds must be >= 1, received {args.rounds}")
+    chosen_modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in chosen_modes if m not in ALL_MODES]
+    if unknown or not chosen_modes:
+        parser.error(f"--modes: expected some of {list(ALL_MODES)}, received {args.modes!r}")
     chosen = workloads(args.quick, args.epochs)
     names = [n for n in args.workloads.split(",") if n in chosen] if not args.quick else ["cnn"]
     if not names:
@@ -621,12 +489,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             warm = make_shortcut_data(64, image_size=w.size, num_classes=w.num_classes, seed=2)
             run_fit(FitWorkload(w.name, w.build, w.size, 64, 1), "none", warm, probes, tmp)
-            modes = (*MODES, COLD) if args.cold else MODES
+            modes = tuple(dict.fromkeys([*chosen_modes, *([COLD] if args.cold else [])]))
             for r in range(args.rounds):
                 order = modes if r % 2 == 0 else modes[::-1]
                 for mode in order:
                     log_dir = os.path.join(tmp, f"{mode}_{r}")
-                    records.append(run_fit(w, mode, train, probes, log_dir))
+                    records.append(run_fit(w, mode, train, probes, log_dir, args.batches))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         print(
@@ -638,6 +506,9 @@ def main(argv: list[str] | None = None) -> int:
         fixed, blocking_ok = fixed_cost_table(records)
         ok["first on_epoch_end <= 2x a later one"] = blocking_ok
         print("\n".join(lines) + "\n\nFixed cost:\n\n" + "\n".join(fixed))
+        if args.batches:
+            print("\nWhat the worker's job adds to training:\n")
+            print("\n".join(interference_table(records)))
         if not args.no_profile:
             print("\n".join(profile_table(records)))
         print()

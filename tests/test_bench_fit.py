@@ -7,6 +7,8 @@ from __future__ import annotations
 import pathlib
 import sys
 
+import pytest
+
 BENCHMARKS = pathlib.Path(__file__).parents[1] / "benchmarks"
 
 
@@ -57,3 +59,42 @@ def test_hook_costs(capsys, monkeypatch):
     modes = [row[1] for row in _rows(out, "") if row[0].isdigit()]
     assert modes == ["defaults", "defaults-cold"]
     assert "- trace the sweep:" in out and "- rendering warm-up:" in out
+
+
+def test_attribution_arithmetic_on_a_made_up_fit(monkeypatch):
+    """The training-only CPU and the worker's interference, on a record whose answer is known:
+    3 epochs of 10 batches of 10 ms; in epochs 1 and 2, the worker's job overlaps 2 batches
+    that took 40 ms each (60 ms added per epoch)."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import _fit_report as report
+
+    r = report.FitRecord("defaults")
+    t = 0.0
+    for epoch in range(3):
+        for b in range(10):
+            slow = epoch > 0 and b < 2
+            r.batches.append((epoch, t, t + (0.040 if slow else 0.010)))
+            if slow and b == 0:
+                r.worker.append((epoch - 1, t + 0.001, t + 0.079, 30.0))
+            t += 0.040 if slow else 0.010
+    r.epoch_wall = [100.0, 160.0, 160.0]
+    r.epoch_cpu = [500.0, 700.0, 650.0]
+    r.epoch_worker_cpu = [0.0, 30.0, 40.0]
+    r.hooks["on_epoch_end"] = [
+        report.Span(50, 200),
+        report.Span(50, 210),
+        report.Span(50, 190),
+    ]
+    assert report.train_only_cpu(r) == [300.0, 460.0, 420.0]
+    (row,) = [line for line in report.interference_table([r]) if line.startswith("| defaults")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:5] == ["10.0", "2.0", "40.0", "60"]
+
+
+def test_unknown_mode_is_a_clear_error(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import bench_fit
+
+    with pytest.raises(SystemExit):
+        bench_fit.main(["--modes", "none,fast"])
+    assert "--modes: expected some of" in capsys.readouterr().err
