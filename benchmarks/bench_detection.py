@@ -323,24 +323,36 @@ def evaluate(
     return out
 
 
-RULES: dict[str, tuple[str, float]] = {  # name -> (scalar, threshold), "fires when above"
-    "harm_low > 0.05 (default)": ("harm_low", 0.05),
-    "reliance > 0.5 (former default)": ("reliance", 0.5),
-    "flip_rate > 0.5": ("flip_rate", 0.5),
-    "gap > 0.25": ("gap", 0.25),
-    "bg_gap > 0.25": ("bg_gap", 0.25),
+RULES: dict[str, tuple[tuple[str, float], ...]] = {  # name -> (scalar, threshold) pairs:
+    # fires when every scalar is above its threshold
+    "harm_low > 0.05 (default)": (("harm_low", 0.05),),
+    "reliance > 0.5 (former default)": (("reliance", 0.5),),
+    "flip_rate > 0.5": (("flip_rate", 0.5),),
+    "gap > 0.25": (("gap", 0.25),),
+    "bg_gap > 0.25": (("bg_gap", 0.25),),
 }
+TWO_SIDED_RULE = "harm_low > 0.05 and reliance > 0 (two-sided)"
+"""The default rule, only where the same composites follow the background's source more often
+than the object's (`reliance > 0`, a sign, fixed a priori): the issue's two-sided comparison."""
+RULES[TWO_SIDED_RULE] = (("harm_low", 0.05), ("reliance", 0.0))
 DEFAULT_RULE = "harm_low > 0.05 (default)"
 
 
 def first_alarm(series: list[Values], rule: str) -> int | None:
     """The first epoch (1-based) at which the rule fires (NaN never fires)."""
-    name, threshold = RULES[rule]
     for epoch, values in enumerate(series, start=1):
-        value = values.get(name, np.nan)
-        if np.isfinite(value) and value > threshold:
+        if fires(values, rule):
             return epoch
     return None
+
+
+def fires(values: Values, rule: str) -> bool:
+    """Whether `rule` fires on one epoch's scalars (a NaN never fires)."""
+    for name, threshold in RULES[rule]:
+        value = values.get(name, np.nan)
+        if not (np.isfinite(value) and value > threshold):
+            return False
+    return True
 
 
 @dataclass
@@ -378,14 +390,8 @@ def outcomes(
         if harmful:
             late = harmful[0] + BY_EPOCH - 1
             timely = float(np.mean([f is not None and f <= late for f in firsts]))
-        name, threshold = RULES[rule]
         wrong = [
-            any(
-                np.isfinite(v.get(name, np.nan))
-                and v[name] > threshold
-                and m.harm_by_epoch[e] < HARMLESS
-                for e, v in enumerate(series)
-            )
+            any(fires(v, rule) and m.harm_by_epoch[e] < HARMLESS for e, v in enumerate(series))
             for series in sets
         ]
         out.append(Outcome(m, by, ever, timely, float(np.mean(wrong))))
@@ -497,6 +503,23 @@ def tables(
                     for f in cols
                 ]
                 for kind in kinds
+            ],
+        )
+    )
+    out.append(
+        table(
+            f"Two-sided: the default rule against `{TWO_SIDED_RULE}`, {n0} probes, per mask "
+            f"kind: detection by epoch {BY_EPOCH} (harm >= {HARMFUL}) · false alarms (harm < "
+            f"{HARMLESS})",
+            ["masks", "rule", *cols],
+            [
+                [kind, label]
+                + [
+                    cell(outcomes(results, models, rule, kind, n0), f if f != "all" else None)
+                    for f in cols
+                ]
+                for kind in kinds
+                for label, rule in (("default", DEFAULT_RULE), ("two-sided", TWO_SIDED_RULE))
             ],
         )
     )
