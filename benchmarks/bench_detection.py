@@ -60,6 +60,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras
 import numpy as np
+from _markdown import command_line, load_average, markers, write_section
 
 import saliency_callback as sc
 from saliency_callback import background as bg
@@ -672,7 +673,7 @@ def seed_range(models: list[Model]) -> str:
     return ", ".join(parts) if counts else "none"
 
 
-BEGIN, END = "<!-- bench_detection: begin -->", "<!-- bench_detection: end -->"
+BEGIN, END = markers("bench_detection")
 
 
 def report(
@@ -680,23 +681,16 @@ def report(
     models: list[Model],
     args: argparse.Namespace,
     command: str,
+    load_start: float,
 ) -> None:
     text = "\n".join(tables(results, models, args))
     print("\n" + text)
     if args.markdown is not None:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
         head = (
-            f"<!-- written by `{command}`; do not edit by hand -->\n\n"
             f"{len(models)} models (seeds {seed_range(models)}), {args.epochs} epochs of "
-            f"{args.n_train} images, load average {os.getloadavg()[0]:.1f}.\n\n"
+            f"{args.n_train} images.\n\n"
         )
-        body = f"{BEGIN}\n{head}{text}{END}"
-        if args.markdown.exists() and BEGIN in (page := args.markdown.read_text()):
-            # a page with the markers: only the part between them is the benchmark's
-            body = page[: page.index(BEGIN)] + body + page[page.index(END) + len(END) :]
-        tmp = args.markdown.with_suffix(".tmp")
-        tmp.write_text(body)
-        os.replace(tmp, args.markdown)
+        write_section(args.markdown, "bench_detection", head + text, command, load_start)
     if args.plot is not None:
         plot(results, models, args, args.plot)
 
@@ -741,7 +735,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    start = time.perf_counter()
+    start, load_start = time.perf_counter(), load_average()
     with tempfile.TemporaryDirectory() as scratch:
         cache = args.cache or Path(scratch)
         specs = grid(args)
@@ -766,8 +760,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         models = [m for m in models if m.seed >= args.report_from_seed]
         if not args.train_only:
-            command = "python benchmarks/bench_detection.py " + " ".join(argv or sys.argv[1:])
-            report(evaluate(models, cache, args), models, args, command)
+            command = command_line("bench_detection.py", argv)
+            report(evaluate(models, cache, args), models, args, command, load_start)
     print(f"\nTotal time {time.perf_counter() - start:.0f} s")
     return 0
 

@@ -4,23 +4,15 @@ shortcut model only. Numbers are parsed and compared, never matched as substring
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 import re
-import sys
 
 import numpy as np
+from bench_pages import load_benchmark
 from PIL import Image
-
-BENCH = pathlib.Path(__file__).parents[1] / "benchmarks" / "bench_detection.py"
 
 
 def load():
-    spec = importlib.util.spec_from_file_location("bench_detection", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_detection"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_detection")
 
 
 def parse_tables(text: str) -> dict[str, list[dict[str, str]]]:
