@@ -41,6 +41,15 @@ def assert_ratio(cell: str, numerator: str, denominator: str) -> None:
     )
 
 
+def run_into_page(tmp_path, capsys, script: str, section: str, argv: list[str]) -> tuple[str, str]:
+    """Runs `script`'s main with `--markdown` into a page holding prose and a stale `section`;
+    returns the page written and what the run printed."""
+    page = tmp_path / "page.md"
+    page_with_section(page, section)
+    assert load_benchmark(script).main([*argv, "--markdown", str(page)]) == 0
+    return page.read_text(), capsys.readouterr().out
+
+
 def assert_prose_kept(page: str) -> None:
     assert page.startswith("# Title\n\nprose before\n\n") and page.endswith("\n\nprose after\n")
     assert "stale | table" not in page
@@ -93,33 +102,16 @@ def test_write_section_replaces_only_its_section(tmp_path):
 
 @pytest.mark.tf_only
 def test_bench_engine_writes_its_table(tmp_path, capsys):
-    bench = load_benchmark("bench_engine")
-    page = tmp_path / "performance.md"
-    page_with_section(page, "bench_engine")
-    assert bench.main(["--quick", "--workload", "cnn", "--markdown", str(page)]) == 0
-    written = page.read_text()
+    argv = ["--quick", "--workload", "cnn"]
+    written, printed = run_into_page(tmp_path, capsys, "bench_engine", "bench_engine", argv)
     assert_prose_kept(written)
-    (rows,) = written_tables(written, "bench_engine", capsys.readouterr().out)
-    assert list(rows[0]) == [
-        "workload (32 probes)",
-        "method",
-        "engine batch_size",
-        "reference code",
-        "engine",
-        "reference",
-        "ratio",
-        "ratio of fastest runs",
-        "CPU ratio",
-        "target",
-        "retrace",
-    ]
-    assert [r["method"] for r in rows] == [
-        "vanilla",
-        "SmoothGrad-20",
-        "SmoothGrad-20",
-        "IG-32",
-        "Grad-CAM",
-    ]
+    (rows,) = written_tables(written, "bench_engine", printed)
+    assert "|".join(rows[0]) == (
+        "workload (32 probes)|method|engine batch_size|reference code|engine|reference|ratio|"
+        "ratio of fastest runs|CPU ratio|target|retrace"
+    )
+    methods = [r["method"] for r in rows]
+    assert methods == ["vanilla", "SmoothGrad-20", "SmoothGrad-20", "IG-32", "Grad-CAM"]
     assert {r["workload (32 probes)"] for r in rows} == {"small CNN, 64x64"}
     for r in rows:
         assert_ratio(r["ratio"], r["engine"], r["reference"])
@@ -129,12 +121,8 @@ def test_bench_engine_writes_its_table(tmp_path, capsys):
 
 @pytest.mark.tf_only
 def test_bench_callback_writes_epoch_end_and_background_tables(tmp_path, capsys):
-    bench = load_benchmark("bench_callback")
-    page = tmp_path / "performance.md"
-    page_with_section(page, "bench_callback")
-    assert bench.main(["--quick", "--workload", "cnn", "--markdown", str(page)]) == 0
-    written = page.read_text()
-    printed = capsys.readouterr().out
+    argv = ["--quick", "--workload", "cnn"]
+    written, printed = run_into_page(tmp_path, capsys, "bench_callback", "bench_callback", argv)
     assert_prose_kept(written.split("<!-- bench_callback --background")[0] + "\n\nprose after\n")
     main, breakdown = written_tables(written, "bench_callback", printed)
     assert [(r["method"], r["target"]) for r in main] == [("vanilla", "≤ 1.30"), ("Grad-CAM", "")]
@@ -163,8 +151,7 @@ def test_bench_callback_long_run_modes_write_their_tables(tmp_path, capsys):
         "--fit-modes": ["--fit-images", "64", "--repeats", "1"],
         "--fit": ["--fit-images", "64", "--fit-epochs", "1"],
     }
-    for mode in modes:
-        page_with_section(page, f"bench_callback {mode}") if mode == "--blocking" else None
+    page_with_section(page, "bench_callback --blocking")
     tables = {}
     for mode, args in modes.items():
         assert bench.main([mode, *args, "--markdown", str(page)]) == 0
@@ -191,17 +178,14 @@ def test_bench_callback_long_run_modes_write_their_tables(tmp_path, capsys):
 
 @pytest.mark.tf_only
 def test_bench_callback_growth_writes_its_table(tmp_path, capsys, monkeypatch):
-    bench = load_benchmark("bench_callback")
+    load_benchmark("bench_callback")
     long_runs = sys.modules["_long_runs"]
     # Each count runs in this process rather than a fresh one (only the peak RSS differs).
     monkeypatch.setattr(long_runs, "growth_subprocess", long_runs.growth_one)
-    page = tmp_path / "performance.md"
-    page_with_section(page, "bench_callback --growth")
-    argv = ["--growth", "--growth-counts", "4", "--repeats", "1", "--markdown", str(page)]
-    assert bench.main(argv) == 0
-    written = page.read_text()
+    name, argv = "bench_callback --growth", ["--growth", "--growth-counts", "4", "--repeats", "1"]
+    written, printed = run_into_page(tmp_path, capsys, "bench_callback", name, argv)
     assert_prose_kept(written)
-    ((row,),) = written_tables(written, "bench_callback --growth", capsys.readouterr().out)
+    ((row,),) = written_tables(written, name, printed)
     assert row["probes"] == "4"
     assert_ratio(row["ratio"], row["epoch end blocks (worker)"], row["bare gradient"])
     assert number(row["per probe"]) == pytest.approx(number(row["whole step inline"]) / 4, rel=0.05)
@@ -210,14 +194,10 @@ def test_bench_callback_growth_writes_its_table(tmp_path, capsys, monkeypatch):
 @pytest.mark.skipif(keras.backend.backend() != "jax", reason="runs in the suite's JAX pass")
 def test_bench_engine_jax_writes_its_table(tmp_path, capsys):
     """The vanilla rows only, to keep it short (SmoothGrad's row is written by the same code)."""
-    bench = load_benchmark("bench_engine_jax")
-    page = tmp_path / "backends.md"
-    page_with_section(page, "bench_engine_jax")
-    argv = ["--quick", "--workload", "cnn", "--methods", "vanilla", "--markdown", str(page)]
-    assert bench.main(argv) == 0
-    written = page.read_text()
+    name, argv = "bench_engine_jax", ["--quick", "--workload", "cnn", "--methods", "vanilla"]
+    written, printed = run_into_page(tmp_path, capsys, name, name, argv)
     assert_prose_kept(written)
-    ((row,),) = written_tables(written, "bench_engine_jax", capsys.readouterr().out)
+    ((row,),) = written_tables(written, name, printed)
     assert (row["workload (32 probes)"], row["method"]) == ("small CNN, 64x64", "vanilla")
     assert_ratio(row["ratio"], row["engine"], row["bare JAX reference"])
     assert row["retrace"] == "no" and row["target"] == "≤ 1.10"
