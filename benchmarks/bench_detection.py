@@ -45,6 +45,7 @@ How to run
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -264,6 +265,9 @@ def evaluate_model(
     for kind, masks in pool_masks(pool, m.seed).items():
         name = kind.replace(" ", "_").replace(",", "")
         counts = "-".join(map(str, counts_for(kind, args)))
+        if kind in PROPOSED_KINDS:  # the proposals themselves key the cache: a change of
+            # `propose_masks` redoes these evaluations, and only these
+            name += "-" + hashlib.sha1(np.packbits(masks[0]).tobytes()).hexdigest()[:10]
         files[kind] = cache / m.key / f"eval-v{EVAL_VERSION}-{name}-{args.pool}-{counts}.json"
         if files[kind].exists():
             for key, series in json.loads(files[kind].read_text()).items():
