@@ -52,7 +52,7 @@ def section(name: str, markdown: str, command: str, load_start: float) -> str:
         f"Written by `{command}` on {today}: {os.cpu_count()} CPUs, load average "
         f"{load_start:.1f} at the start, {load_average():.1f} at the end.\n\n"
     )
-    return f"{begin}\n{head}{markdown.strip()}\n{end}"
+    return f"{begin}\n{head}{markdown.strip()}\n\n{end}"  # a blank line ends the last table
 
 
 def write_section(

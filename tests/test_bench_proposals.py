@@ -16,7 +16,7 @@ def test_quick_proposals_benchmark(capsys, tmp_path):
     assert page.startswith("# Title\n\nprose before\n\n") and page.endswith("prose after\n")
     body = section_of(page, "bench_proposals")
     assert "do not edit by hand" in body.splitlines()[1] and "stale" not in page
-    assert body.endswith("\n" + out.strip() + "\n")  # the printed text, after the writer's lines
+    assert body.endswith("\n" + out.strip() + "\n\n")  # the printed text, after the header
     rows = {
         line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
         for line in out.splitlines()
