@@ -59,6 +59,12 @@ How to run
     python benchmarks/bench_callback.py --blocking           # on_epoch_end blocking per mode
     python benchmarks/bench_callback.py --fit-modes          # fit: worker vs inline vs off
     python benchmarks/bench_callback.py --growth             # 16/64/256 probes of 128x128
+    python benchmarks/bench_callback.py [mode] --markdown docs/performance.md
+
+    `--markdown PAGE` writes each table the run measured into its own section of the page
+    (`bench_callback` for the epoch end, `bench_callback --background`, `bench_callback --fit`,
+    `--blocking`, `--fit-modes`, `--growth`: see `_markdown.py`); the default full run writes
+    the first three. `--growth-counts` and `--fit-images` shrink the runs (the tests use them).
 
     `--blocking` (issue #12): the time `on_epoch_end` blocks the training thread, with the
     background worker (default), inline, and inline without the timeline (the pre-#12 path),
