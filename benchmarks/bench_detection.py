@@ -436,6 +436,43 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def early_score(series: list[Values], name: str) -> float:
+    """A probe set's score for the AUC: the largest value of `name` over the first `BY_EPOCH`
+    epochs (-inf where it was never measured: NaN is "no evidence")."""
+    values = [v.get(name, np.nan) for v in series[:BY_EPOCH]]
+    finite = [x for x in values if np.isfinite(x)]
+    return max(finite) if finite else float("-inf")
+
+
+def auc(positive: list[float], negative: list[float]) -> float:
+    """P(a positive scores above a negative), ties counting half (the Mann-Whitney AUC)."""
+    if not positive or not negative:
+        return float("nan")
+    pos, neg = np.asarray(positive)[:, None], np.asarray(negative)[None, :]
+    return float(np.mean((pos > neg) + 0.5 * (pos == neg)))
+
+
+def auc_cell(
+    results: dict[tuple[str, str, int, int], list[Values]],
+    models: list[Model],
+    kind: str,
+    n: int,
+    name: str,
+    family: str | None,
+) -> str:
+    scores: dict[bool, list[float]] = {True: [], False: []}
+    for m in models:
+        if family is not None and m.family != family:
+            continue
+        if HARMLESS <= m.harm < HARMFUL:
+            continue
+        for (key, k, count, _), series in results.items():
+            if (key, k, count) == (m.key, kind, n):
+                scores[m.harm >= HARMFUL].append(early_score(series, name))
+    value = auc(scores[True], scores[False])
+    return "-" if np.isnan(value) else f"{value:.2f}"
+
+
 def tables(
     results: dict[tuple[str, str, int, int], list[Values]],
     models: list[Model],
@@ -525,6 +562,23 @@ def tables(
                 ]
                 for kind in kinds
                 for label, rule in (("default", DEFAULT_RULE), ("two-sided", TWO_SIDED_RULE))
+            ],
+        )
+    )
+    out.append(
+        table(
+            f"AUC by epoch {BY_EPOCH}, {n0} probes: models with harm >= {HARMFUL} against models "
+            f"with harm < {HARMLESS}, each probe set scored by the largest value of the signal "
+            f"over epochs 1-{BY_EPOCH}",
+            ["masks", "signal", *cols],
+            [
+                [kind, name]
+                + [
+                    auc_cell(results, models, kind, n0, name, f if f != "all" else None)
+                    for f in cols
+                ]
+                for kind in kinds
+                for name in ("harm_low", "reliance")
             ],
         )
     )

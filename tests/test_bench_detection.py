@@ -53,8 +53,8 @@ def test_quick_detection_benchmark(tmp_path, capsys):
     assert "stale table" not in text and text.count(module.BEGIN) == 1
     tables = parse_tables(text)
     assert tables == parse_tables(printed[printed.index("### ") :])  # the same tables printed
-    assert len(tables) == 7  # truth, rules, mask kinds, two-sided, per-epoch harm, probe count,
-    # estimate
+    assert len(tables) == 8  # truth, rules, mask kinds, two-sided, AUC, per-epoch harm, probe
+    # count, estimate
 
     truth = next(rows for title, rows in tables.items() if title.startswith("Ground truth"))
     harm = {float(r["cue share"]): float(r["harm (mean)"]) for r in truth}
@@ -81,6 +81,13 @@ def test_quick_detection_benchmark(tmp_path, capsys):
                 one, both = rates(default[family]), rates(two_sided[family])
                 assert not both[0] > one[0] and not both[2] > one[2], (kind, family)
 
+    aucs = next(rows for title, rows in tables.items() if title.startswith("AUC by epoch"))
+    assert {(r["masks"], r["signal"]) for r in aucs} == {
+        (k["masks"], s) for k in kinds for s in ("harm_low", "reliance")
+    }
+    exact = next(r for r in aucs if (r["masks"], r["signal"]) == ("mask", "harm_low"))
+    assert exact["all"] == "1.00"  # the shortcut model's sets all score above the clean one's
+
     estimate = next(rows for title, rows in tables.items() if title.startswith("What the"))
     top = max(estimate, key=lambda r: float(r["mean harm"]))
     assert float(top["estimate `harm`"]) > 0.5
@@ -94,6 +101,17 @@ def test_quick_detection_benchmark(tmp_path, capsys):
     # A second run with the same cache trains nothing and reports the same tables.
     assert module.main(argv) == 0
     assert parse_tables(markdown.read_text()) == tables
+
+
+def test_auc_and_early_score():
+    module = load()
+    assert module.auc([0.9, 0.8], [0.1, 0.2]) == 1.0
+    assert module.auc([0.1], [0.9]) == 0.0
+    assert module.auc([0.5, 0.9], [0.5]) == 0.75  # a tie counts half
+    assert np.isnan(module.auc([0.5], []))
+    series = [{"harm_low": float("nan")}, {"harm_low": 0.2}, {"harm_low": 0.1}, {"harm_low": 0.9}]
+    assert module.early_score(series, "harm_low") == 0.2  # epochs 1-3 only, NaN skipped
+    assert module.early_score(series[:1], "harm_low") == float("-inf")
 
 
 def test_rules_fire_only_when_every_condition_holds():
