@@ -67,11 +67,12 @@ class Workload:
     build: Callable[[], keras.Model]
     size: int
     gradcam_layer: str
+    title: str  # as the tables in the docs name it
 
 
 WORKLOADS = {
-    "cnn": Workload("cnn", lambda: small_cnn((64, 64, 3)), 64, "last_conv"),
-    "mobilenet": Workload("mobilenet", lambda: mobilenet(96), 96, "out_relu"),
+    "cnn": Workload("cnn", lambda: small_cnn((64, 64, 3)), 64, "last_conv", "small CNN, 64x64"),
+    "mobilenet": Workload("mobilenet", lambda: mobilenet(96), 96, "out_relu", "MobileNetV2, 96x96"),
 }
 
 

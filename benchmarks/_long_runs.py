@@ -22,6 +22,8 @@ import numpy as np
 import tensorflow as tf
 from _common import (
     NUM_CLASSES,
+    NUM_PROBES,
+    WORKLOADS,
     GradientReference,
     Workload,
     dir_bytes,
@@ -29,10 +31,12 @@ from _common import (
     small_cnn,
     timed,
 )
+from _markdown import fmt_ms, table
 
 from saliency_callback import Display, Runtime, SaliencyCallback, make_shortcut_data
 from saliency_callback.timeline import overlay_tiles
 
+SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_callback.py")
 MODES = {
     "worker": {"background_writer": True},
     "inline": {"background_writer": False},
@@ -116,10 +120,36 @@ def bench_blocking(workload: Workload, repeats: int, kind: str = "random") -> di
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def blocking_table(medians: dict[str, dict[str, float]]) -> str:
+    """One row per workload (`bench_blocking`'s medians): each mode against the bare gradient."""
+    modes = [*MODES, "worker step (blocking + background)"]
+    rows = []
+    for name, med in medians.items():
+        grad = med["bare gradient"]
+        rows.append(
+            [
+                WORKLOADS[name].title,
+                fmt_ms(grad),
+                *(f"{fmt_ms(med[m])} ({med[m] / grad:.2f}x)" for m in modes),
+                fmt_ms(med["  of which the timeline (thumbnails, image, PNG)"]),
+            ]
+        )
+    header = [
+        f"workload ({NUM_PROBES} probes)",
+        "bare gradient",
+        "worker (default)",
+        "inline",
+        "inline, no timeline (before #12)",
+        "worker's whole step",
+        "timeline's own work",
+    ]
+    return table(header, rows)
+
+
 # -- fit: worker vs inline ---------------------------------------------------------------------
 
 
-def bench_fit_modes(images_per_epoch: int, epochs: int, rounds: int) -> None:
+def bench_fit_modes(images_per_epoch: int, epochs: int, rounds: int) -> str:
     """`fit` epoch time with the worker, inline, and without the callback (ABC CBA rounds).
 
     Each mode is its own `fit` of `epochs` epochs on the same model (training continues), the
@@ -173,14 +203,26 @@ def bench_fit_modes(images_per_epoch: int, epochs: int, rounds: int) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     off = statistics.median(results["off"])
     print(f"load average {os.getloadavg()[0]:.1f} (1 min), {os.getloadavg()[1]:.1f} (5 min)")
-    print("| mode | epoch (median) | vs off | CPU per epoch | runs (s) |\n|---|---|---|---|---|")
+    rows = []
     for name in modes:
         med = statistics.median(results[name])
-        runs = " ".join(f"{t / 1e3:.2f}" for t in results[name])
-        print(
-            f"| {name} | {med / 1e3:.2f} s | {(med - off) / off * 100:+.1f}% | "
-            f"{statistics.median(cpu[name]) / 1e3:.2f} s | {runs} |"
+        rows.append(
+            [
+                name,
+                f"{med / 1e3:.2f} s",
+                f"{(med - off) / off * 100:+.1f}%",
+                f"{statistics.median(cpu[name]) / 1e3:.2f} s",
+                " ".join(f"{t / 1e3:.2f}" for t in results[name]),
+            ]
         )
+    header = [
+        f"mode ({images_per_epoch} images per epoch)",
+        "epoch wall time (median)",
+        "vs off",
+        "CPU per epoch",
+        "runs (s)",
+    ]
+    return table(header, rows)
 
 
 # -- growing the probe set ---------------------------------------------------------------------
@@ -240,35 +282,50 @@ def growth_one(n: int, repeats: int) -> dict[str, float]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def bench_growth(counts: list[int], repeats: int) -> None:
+def growth_subprocess(n: int, repeats: int) -> dict[str, float]:
+    """`growth_one` in a process of its own (`bench_callback.py --growth-one`): its peak RSS."""
+    proc = subprocess.run(
+        [sys.executable, SCRIPT, "--growth-one", str(n), "--repeats", str(repeats)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def bench_growth(counts: list[int], repeats: int) -> str:
     print(
         "\n== growing the probe set: small CNN, 128x128x3 uniform-noise probes (the worst case "
         "for PNG), callback defaults, each count in its own process",
         flush=True,
     )
-    rows = []
-    for n in counts:
-        proc = subprocess.run(
-            [sys.executable, sys.argv[0], "--growth-one", str(n), "--repeats", str(repeats)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    print(f"load average {os.getloadavg()[0]:.1f}")
-    print(
-        "| probes | bare gradient | epoch end blocks (worker) | ratio | whole step inline | "
-        "per probe | timeline | event file per step | peak RSS |\n"
-        "|---|---|---|---|---|---|---|---|---|"
-    )
-    for r in rows:
-        print(
-            f"| {int(r['n'])} | {r['gradient ms']:.0f} ms | {r['worker ms']:.0f} ms | "
-            f"{r['worker ms'] / r['gradient ms']:.2f} | {r['inline ms']:.0f} ms | "
-            f"{r['inline ms'] / r['n']:.2f} ms | {r['timeline ms']:.0f} ms "
-            f"({r['timeline ms'] / r['inline ms']:.0%}) | {r['bytes per step'] / 1e6:.1f} MB | "
-            f"{r['peak RSS MB']:.0f} MB |"
-        )
+    rows = [growth_subprocess(n, repeats) for n in counts]
+    header = [
+        "probes",
+        "bare gradient",
+        "epoch end blocks (worker)",
+        "ratio",
+        "whole step inline",
+        "per probe",
+        "timeline (share of inline step)",
+        "event file per logged step",
+        "peak RSS",
+    ]
+    cells = [
+        [
+            int(r["n"]),
+            fmt_ms(r["gradient ms"]),
+            fmt_ms(r["worker ms"]),
+            f"{r['worker ms'] / r['gradient ms']:.2f}",
+            fmt_ms(r["inline ms"]),
+            fmt_ms(r["inline ms"] / r["n"]),
+            f"{fmt_ms(r['timeline ms'])} ({r['timeline ms'] / r['inline ms']:.0%})",
+            f"{r['bytes per step'] / 1e6:.1f} MB",
+            f"{r['peak RSS MB']:.0f} MB",
+        ]
+        for r in rows
+    ]
+    return table(header, cells)
 
 
 def growth_main(n: int, repeats: int) -> None:

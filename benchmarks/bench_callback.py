@@ -59,6 +59,12 @@ How to run
     python benchmarks/bench_callback.py --blocking           # on_epoch_end blocking per mode
     python benchmarks/bench_callback.py --fit-modes          # fit: worker vs inline vs off
     python benchmarks/bench_callback.py --growth             # 16/64/256 probes of 128x128
+    python benchmarks/bench_callback.py [mode] --markdown docs/performance.md
+
+    `--markdown PAGE` writes each table the run measured into its own section of the page
+    (`bench_callback` for the epoch end, `bench_callback --background`, `bench_callback --fit`,
+    `--blocking`, `--fit-modes`, `--growth`: see `_markdown.py`); the default full run writes
+    the first three. `--growth-counts` and `--fit-images` shrink the runs (the tests use them).
 
     `--blocking` (issue #12): the time `on_epoch_end` blocks the training thread, with the
     background worker (default), inline, and inline without the timeline (the pre-#12 path),
@@ -116,7 +122,8 @@ from _common import (
     small_cnn,
     timed,
 )
-from _long_runs import bench_blocking, bench_fit_modes, bench_growth, growth_main
+from _long_runs import bench_blocking, bench_fit_modes, bench_growth, blocking_table, growth_main
+from _markdown import command_line, fmt_ms, load_average, table, write_section
 from PIL import Image
 from tensorboard.plugins.image import metadata as tb_image_metadata
 
@@ -582,13 +589,14 @@ class EpochTimer(keras.callbacks.Callback):
         self.cpu_ms[epoch] = (time.process_time() - self._start[1]) * 1e3
 
 
-def bench_fit(epochs_each: int) -> bool:
+def bench_fit(epochs_each: int, images: int = FIT_IMAGES) -> str:
+    """Prints the fit overhead; returns its Markdown table."""
     print(
-        f"\n== fit: {FIT_IMAGES} images 64x64x3 per epoch, small CNN (3 classes), batch 32, "
+        f"\n== fit: {images} images 64x64x3 per epoch, small CNN (3 classes), batch 32, "
         f"{NUM_PROBES} probes with labels and masks, callback logging every epoch",
         flush=True,
     )
-    train = make_shortcut_data(FIT_IMAGES, image_size=64, seed=0)
+    train = make_shortcut_data(images, image_size=64, seed=0)
     probes = make_shortcut_data(NUM_PROBES, image_size=64, seed=1)
     model = small_cnn((64, 64, 3), num_classes=3)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -628,8 +636,8 @@ def bench_fit(epochs_each: int) -> bool:
         for name in gate.pieces[timed_epochs[0]]
     }
     print(f"  callback epoch end, breakdown (median over epochs {timed_epochs}):")
-    for name, ms in sorted(parts.items(), key=lambda kv: -kv[1]):
-        print(f"    {name:<44} {ms:8.1f} ms")
+    for name, part_ms in sorted(parts.items(), key=lambda kv: -kv[1]):
+        print(f"    {name:<44} {part_ms:8.1f} ms")
     med_on, med_off = statistics.median(on), statistics.median(off)
     added = (med_on - med_off) / med_off * 100
     spread = (max(off) - min(off)) / med_off * 100 if len(off) > 1 else float("nan")
@@ -663,7 +671,28 @@ def bench_fit(epochs_each: int) -> bool:
     final = verdict if reliable else direct_verdict
     source = "epoch wall times" if reliable else "direct timing / fastest epoch (epochs too noisy)"
     print(f"  fit overhead target (< {FIT_TARGET_PCT:.0f}%): {final[:4]}  (from {source})")
-    return final.startswith("PASS")
+    off_cpu = f"{cpu_off / 1e3:.2f} s CPU"
+    return table(
+        ["measure", "value"],
+        [
+            ["training images per epoch", f"{images}"],
+            [
+                "epoch without the callback (median; fastest)",
+                f"{med_off / 1e3:.2f} s ({off_cpu}); {min(off) / 1e3:.2f} s",
+            ],
+            [
+                "epoch with the callback (median)",
+                f"{med_on / 1e3:.2f} s ({cpu_on / 1e3:.2f} s CPU)",
+            ],
+            ["spread of the epochs without the callback", f"{spread:.1f}%"],
+            ["added, from epoch wall times", f"{added:+.2f}%"],
+            ["on_epoch_end timed directly (median)", f"{fmt_ms(statistics.median(direct))}"],
+            ["  in % of the median epoch", f"{direct_median:.2f}%"],
+            ["on_epoch_end timed directly (fastest)", f"{fmt_ms(min(direct))}"],
+            ["  in % of the fastest epoch", f"{direct_fastest:.2f}%"],
+            [f"target < {FIT_TARGET_PCT:.0f}%", f"{final[:4]} (from {source})"],
+        ],
+    )
 
 
 # -- output -----------------------------------------------------------------------------------
@@ -705,8 +734,8 @@ def print_tables(rows: list[Row]) -> None:
             f"total {r.breakdown_total_ms:.1f} ms; reference {r.reference_ms:.1f} ms)"
         )
         order = sorted(r.breakdown.items(), key=lambda kv: (kv[0].startswith("  "), -kv[1]))
-        for name, ms in order:
-            print(f"  {name:<46} {ms:8.1f} ms  {ms / r.breakdown_total_ms:6.1%}")
+        for name, part_ms in order:
+            print(f"  {name:<46} {part_ms:8.1f} ms  {part_ms / r.breakdown_total_ms:6.1%}")
         b, rp = r.breakdown, r.reference_parts
         images = sum(
             ms for k, ms in b.items() if k.startswith(("image summary", "PNG encoding", "flush"))
@@ -746,10 +775,57 @@ def print_tables(rows: list[Row]) -> None:
     print(f"no retrace after the first logged epoch: {'PASS' if not retraced else 'FAIL'}")
 
 
+def markdown(rows: list[Row]) -> str:
+    """The epoch-end table of docs/performance.md and the breakdown, from this run's rows."""
+    main = table(
+        [
+            f"workload ({NUM_PROBES} probes)",
+            "method",
+            "callback",
+            "reference",
+            "ratio",
+            "ratio of fastest runs",
+            "target",
+            "pixels per logged epoch",
+            "event file per logged epoch",
+            "retrace",
+        ],
+        [
+            [
+                WORKLOADS[r.workload].title,
+                "Grad-CAM" if r.method == "gradcam" else r.method,
+                fmt_ms(r.callback_ms),
+                fmt_ms(r.reference_ms),
+                f"{r.ratio:.2f}",
+                f"{r.min_ratio:.2f}",
+                f"≤ {r.target:.2f}" if r.target is not None else "",
+                f"{r.pixels / 1e6:.2f} M",
+                f"{r.event_bytes_per_epoch / 1e6:.2f} MB",
+                "no" if r.traces_after == r.traces_first else "YES",
+            ]
+            for r in rows
+        ],
+    )
+    parts = list(dict.fromkeys(k for r in rows for k in r.breakdown))
+    parts.sort(key=lambda k: (k.startswith("  "), -rows[0].breakdown.get(k, 0.0)))
+    breakdown = table(
+        ["part of the epoch end", *(f"{r.workload}, {r.method}" for r in rows)],
+        [
+            [
+                part.strip(),
+                *(fmt_ms(r.breakdown[part]) if part in r.breakdown else "" for r in rows),
+            ]
+            for part in parts
+        ]
+        + [["total (instrumented runs)", *(fmt_ms(r.breakdown_total_ms) for r in rows)]],
+    )
+    return f"{main}\nBreakdown (medians of instrumented runs):\n\n{breakdown}"
+
+
 # -- main -------------------------------------------------------------------------------------
 
 
-def bench_background(workload: Workload, repeats: int) -> None:
+def bench_background(workload: Workload, repeats: int) -> list[str]:
     """The background tests' forward pass against the vanilla gradient pass, same probes.
 
     The counterfactual batch (only_fg, only_bg, mixed_rand, mixed_same of the 32 probes, built
@@ -776,11 +852,26 @@ def bench_background(workload: Workload, repeats: int) -> None:
         gradient_ms.append(timed(lambda: reference.vanilla_fn(x).numpy())[0])
     fwd, grad = float(np.median(forward_ms)), float(np.median(gradient_ms))
     per_variant = fwd / len(test.variants)
-    print(
-        f"| {workload.name} | {len(test.variants)} x {NUM_PROBES} ({', '.join(test.variants)}) "
-        f"| {fwd:.1f} ms | {grad:.1f} ms | {fwd / grad:.2f} | {per_variant / grad:.2f} "
-        f"| {explainer.tracing_count - traces} |"
-    )
+    return [
+        workload.title,
+        f"{len(test.variants)} x {NUM_PROBES} ({', '.join(test.variants)})",
+        fmt_ms(fwd),
+        fmt_ms(grad),
+        f"{fwd / grad:.2f}",
+        f"{per_variant / grad:.2f}",
+        f"{explainer.tracing_count - traces}",
+    ]
+
+
+BACKGROUND_HEADER = [
+    "workload",
+    "counterfactual images",
+    "forward pass",
+    f"vanilla gradient ({NUM_PROBES})",
+    "ratio",
+    "per variant",
+    "retraces",
+]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -807,40 +898,53 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fit-modes", action="store_true", help="only fit: worker vs inline")
     parser.add_argument("--fit-images", type=int, default=FIT_IMAGES)
     parser.add_argument("--growth", action="store_true", help="only the probe-growth table")
+    parser.add_argument(
+        "--growth-counts", type=int, nargs="+", default=[16, 64, 256], help="probe counts"
+    )
     parser.add_argument("--growth-one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--markdown", help="write each table measured into its section of this page"
+    )
     parser.add_argument("--repeats", type=int, default=None)
     args = parser.parse_args(argv)
     if args.growth_one:
         growth_main(args.growth_one, args.repeats or 3)
         return 0
+    load_start = load_average()
     print(
         f"{environment()}; {NUM_PROBES} probes ({args.probes}), "
         "callback defaults (target='predicted', sigma=1, min_tile=64, max_tile=160)"
     )
-    if args.fit:
-        bench_fit(args.fit_epochs)
-        return 0
-    if args.fit_modes:
-        bench_fit_modes(args.fit_images, 2, args.repeats or 2)
-        return 0
-    if args.growth:
-        bench_growth([16, 64, 256], args.repeats or 3)
-        return 0
-    if args.blocking:
-        names = list(WORKLOADS) if args.workload == "all" else [args.workload]
-        for name in names:
-            bench_blocking(WORKLOADS[name], args.repeats or 9, args.probes)
-        return 0
     names = list(WORKLOADS) if args.workload == "all" else [args.workload]
-    print(
-        "\nBackground tests (forward only) vs the vanilla gradient pass on the same probes:\n\n"
-        "| workload | counterfactual images | forward | vanilla gradient | ratio | per variant "
-        "| retraces |\n|---|---|---|---|---|---|---|"
-    )
-    for name in names:
-        bench_background(WORKLOADS[name], 5 if args.quick else 20)
+    sections = run_modes(args, names)  # section name -> Markdown
+    for text in sections.values():
+        print("\n" + text)
+    if args.markdown:
+        command = command_line("bench_callback.py", argv)
+        for name, text in sections.items():
+            write_section(args.markdown, name, text, command, load_start)
+    print(f"\nload average at the end: {load_average():.1f}")
+    return 0
+
+
+def run_modes(args: argparse.Namespace, names: list[str]) -> dict[str, str]:
+    """Runs what the flags ask for; returns the Markdown of each docs section it measured."""
+    if args.fit:
+        return {"bench_callback --fit": bench_fit(args.fit_epochs, args.fit_images)}
+    if args.fit_modes:
+        text = bench_fit_modes(args.fit_images, 2, args.repeats or 2)
+        return {"bench_callback --fit-modes": text}
+    if args.growth:
+        return {"bench_callback --growth": bench_growth(args.growth_counts, args.repeats or 3)}
+    if args.blocking:
+        medians = {
+            name: bench_blocking(WORKLOADS[name], args.repeats or 9, args.probes) for name in names
+        }
+        return {"bench_callback --blocking": blocking_table(medians)}
+    background = [bench_background(WORKLOADS[name], 5 if args.quick else 20) for name in names]
+    sections = {"bench_callback --background": table(BACKGROUND_HEADER, background)}
     if args.background:
-        return 0
+        return sections
     rows: list[Row] = []
     for name in names:
         methods = [args.method]
@@ -848,10 +952,10 @@ def main(argv: list[str] | None = None) -> int:
             methods.append("gradcam")
         rows += bench_workload(WORKLOADS[name], methods, args.quick, args.probes, True)
     print_tables(rows)
+    sections["bench_callback"] = markdown(rows)
     if not args.quick:
-        bench_fit(args.fit_epochs)
-    print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
-    return 0
+        sections["bench_callback --fit"] = bench_fit(args.fit_epochs, args.fit_images)
+    return sections
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ How to run
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -60,6 +61,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras
 import numpy as np
+from _markdown import command_line, load_average, markers, write_section
 
 import saliency_callback as sc
 from saliency_callback import background as bg
@@ -263,6 +265,9 @@ def evaluate_model(
     for kind, masks in pool_masks(pool, m.seed).items():
         name = kind.replace(" ", "_").replace(",", "")
         counts = "-".join(map(str, counts_for(kind, args)))
+        if kind in PROPOSED_KINDS:  # the proposals themselves key the cache: a change of
+            # `propose_masks` redoes these evaluations, and only these
+            name += "-" + hashlib.sha1(np.packbits(masks[0]).tobytes()).hexdigest()[:10]
         files[kind] = cache / m.key / f"eval-v{EVAL_VERSION}-{name}-{args.pool}-{counts}.json"
         if files[kind].exists():
             for key, series in json.loads(files[kind].read_text()).items():
@@ -323,24 +328,36 @@ def evaluate(
     return out
 
 
-RULES: dict[str, tuple[str, float]] = {  # name -> (scalar, threshold), "fires when above"
-    "harm_low > 0.05 (default)": ("harm_low", 0.05),
-    "reliance > 0.5 (former default)": ("reliance", 0.5),
-    "flip_rate > 0.5": ("flip_rate", 0.5),
-    "gap > 0.25": ("gap", 0.25),
-    "bg_gap > 0.25": ("bg_gap", 0.25),
+RULES: dict[str, tuple[tuple[str, float], ...]] = {  # name -> (scalar, threshold) pairs:
+    # fires when every scalar is above its threshold
+    "harm_low > 0.05 (default)": (("harm_low", 0.05),),
+    "reliance > 0.5 (former default)": (("reliance", 0.5),),
+    "flip_rate > 0.5": (("flip_rate", 0.5),),
+    "gap > 0.25": (("gap", 0.25),),
+    "bg_gap > 0.25": (("bg_gap", 0.25),),
 }
+TWO_SIDED_RULE = "harm_low > 0.05 and reliance > 0 (two-sided)"
+"""The default rule, only where the same composites follow the background's source more often
+than the object's (`reliance > 0`, a sign, fixed a priori): the issue's two-sided comparison."""
+RULES[TWO_SIDED_RULE] = (("harm_low", 0.05), ("reliance", 0.0))
 DEFAULT_RULE = "harm_low > 0.05 (default)"
 
 
 def first_alarm(series: list[Values], rule: str) -> int | None:
     """The first epoch (1-based) at which the rule fires (NaN never fires)."""
-    name, threshold = RULES[rule]
     for epoch, values in enumerate(series, start=1):
-        value = values.get(name, np.nan)
-        if np.isfinite(value) and value > threshold:
+        if fires(values, rule):
             return epoch
     return None
+
+
+def fires(values: Values, rule: str) -> bool:
+    """Whether `rule` fires on one epoch's scalars (a NaN never fires)."""
+    for name, threshold in RULES[rule]:
+        value = values.get(name, np.nan)
+        if not (np.isfinite(value) and value > threshold):
+            return False
+    return True
 
 
 @dataclass
@@ -378,14 +395,8 @@ def outcomes(
         if harmful:
             late = harmful[0] + BY_EPOCH - 1
             timely = float(np.mean([f is not None and f <= late for f in firsts]))
-        name, threshold = RULES[rule]
         wrong = [
-            any(
-                np.isfinite(v.get(name, np.nan))
-                and v[name] > threshold
-                and m.harm_by_epoch[e] < HARMLESS
-                for e, v in enumerate(series)
-            )
+            any(fires(v, rule) and m.harm_by_epoch[e] < HARMLESS for e, v in enumerate(series))
             for series in sets
         ]
         out.append(Outcome(m, by, ever, timely, float(np.mean(wrong))))
@@ -423,6 +434,43 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> str:
     lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def early_score(series: list[Values], name: str) -> float:
+    """A probe set's score for the AUC: the largest value of `name` over the first `BY_EPOCH`
+    epochs (-inf where it was never measured: NaN is "no evidence")."""
+    values = [v.get(name, np.nan) for v in series[:BY_EPOCH]]
+    finite = [x for x in values if np.isfinite(x)]
+    return max(finite) if finite else float("-inf")
+
+
+def auc(positive: list[float], negative: list[float]) -> float:
+    """P(a positive scores above a negative), ties counting half (the Mann-Whitney AUC)."""
+    if not positive or not negative:
+        return float("nan")
+    pos, neg = np.asarray(positive)[:, None], np.asarray(negative)[None, :]
+    return float(np.mean((pos > neg) + 0.5 * (pos == neg)))
+
+
+def auc_cell(
+    results: dict[tuple[str, str, int, int], list[Values]],
+    models: list[Model],
+    kind: str,
+    n: int,
+    name: str,
+    family: str | None,
+) -> str:
+    scores: dict[bool, list[float]] = {True: [], False: []}
+    for m in models:
+        if family is not None and m.family != family:
+            continue
+        if HARMLESS <= m.harm < HARMFUL:
+            continue
+        for (key, k, count, _), series in results.items():
+            if (key, k, count) == (m.key, kind, n):
+                scores[m.harm >= HARMFUL].append(early_score(series, name))
+    value = auc(scores[True], scores[False])
+    return "-" if np.isnan(value) else f"{value:.2f}"
 
 
 def tables(
@@ -497,6 +545,40 @@ def tables(
                     for f in cols
                 ]
                 for kind in kinds
+            ],
+        )
+    )
+    out.append(
+        table(
+            f"Two-sided: the default rule against `{TWO_SIDED_RULE}`, {n0} probes, per mask "
+            f"kind: detection by epoch {BY_EPOCH} (harm >= {HARMFUL}) · false alarms (harm < "
+            f"{HARMLESS})",
+            ["masks", "rule", *cols],
+            [
+                [kind, label]
+                + [
+                    cell(outcomes(results, models, rule, kind, n0), f if f != "all" else None)
+                    for f in cols
+                ]
+                for kind in kinds
+                for label, rule in (("default", DEFAULT_RULE), ("two-sided", TWO_SIDED_RULE))
+            ],
+        )
+    )
+    out.append(
+        table(
+            f"AUC by epoch {BY_EPOCH}, {n0} probes: models with harm >= {HARMFUL} against models "
+            f"with harm < {HARMLESS}, each probe set scored by the largest value of the signal "
+            f"over epochs 1-{BY_EPOCH}",
+            ["masks", "signal", *cols],
+            [
+                [kind, name]
+                + [
+                    auc_cell(results, models, kind, n0, name, f if f != "all" else None)
+                    for f in cols
+                ]
+                for kind in kinds
+                for name in ("harm_low", "reliance")
             ],
         )
     )
@@ -649,7 +731,7 @@ def seed_range(models: list[Model]) -> str:
     return ", ".join(parts) if counts else "none"
 
 
-BEGIN, END = "<!-- bench_detection: begin -->", "<!-- bench_detection: end -->"
+BEGIN, END = markers("bench_detection")
 
 
 def report(
@@ -657,23 +739,16 @@ def report(
     models: list[Model],
     args: argparse.Namespace,
     command: str,
+    load_start: float,
 ) -> None:
     text = "\n".join(tables(results, models, args))
     print("\n" + text)
     if args.markdown is not None:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
         head = (
-            f"<!-- written by `{command}`; do not edit by hand -->\n\n"
             f"{len(models)} models (seeds {seed_range(models)}), {args.epochs} epochs of "
-            f"{args.n_train} images, load average {os.getloadavg()[0]:.1f}.\n\n"
+            f"{args.n_train} images.\n\n"
         )
-        body = f"{BEGIN}\n{head}{text}{END}"
-        if args.markdown.exists() and BEGIN in (page := args.markdown.read_text()):
-            # a page with the markers: only the part between them is the benchmark's
-            body = page[: page.index(BEGIN)] + body + page[page.index(END) + len(END) :]
-        tmp = args.markdown.with_suffix(".tmp")
-        tmp.write_text(body)
-        os.replace(tmp, args.markdown)
+        write_section(args.markdown, "bench_detection", head + text, command, load_start)
     if args.plot is not None:
         plot(results, models, args, args.plot)
 
@@ -718,7 +793,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    start = time.perf_counter()
+    start, load_start = time.perf_counter(), load_average()
     with tempfile.TemporaryDirectory() as scratch:
         cache = args.cache or Path(scratch)
         specs = grid(args)
@@ -743,8 +818,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         models = [m for m in models if m.seed >= args.report_from_seed]
         if not args.train_only:
-            command = "python benchmarks/bench_detection.py " + " ".join(argv or sys.argv[1:])
-            report(evaluate(models, cache, args), models, args, command)
+            command = command_line("bench_detection.py", argv)
+            report(evaluate(models, cache, args), models, args, command, load_start)
     print(f"\nTotal time {time.perf_counter() - start:.0f} s")
     return 0
 

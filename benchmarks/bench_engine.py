@@ -48,6 +48,7 @@ How to run
     python benchmarks/bench_engine.py --workload cnn     # one workload (cnn | mobilenet | all)
     python benchmarks/bench_engine.py --profile          # also cProfile one engine call each
     python benchmarks/bench_engine.py --memory           # peak RSS of a large SmoothGrad call
+    python benchmarks/bench_engine.py --markdown docs/performance.md   # also write its table
 
 How to read it
     `ratio` = engine ms / reference ms; 1.00 means no overhead over bare TensorFlow. `target`
@@ -94,6 +95,7 @@ from _common import (
     small_cnn,
     timed,
 )
+from _markdown import command_line, fmt_ms, load_average, table, write_section
 
 from saliency_callback import (
     Explainer,
@@ -228,6 +230,14 @@ class Reference(GradientReference):
 
 
 # -- measurement ------------------------------------------------------------------------------
+
+
+METHOD_TITLES = {
+    "vanilla": "vanilla",
+    "smoothgrad": f"SmoothGrad-{SMOOTH_SAMPLES}",
+    "integrated_gradients": f"IG-{IG_STEPS}",
+    "gradcam": "Grad-CAM",
+}
 
 
 @dataclass
@@ -482,6 +492,40 @@ def print_tables(rows: list[Row]) -> None:
     )
 
 
+def markdown(rows: list[Row]) -> str:
+    """The timing table of the docs (docs/performance.md), from the rows of this run."""
+    header = [
+        f"workload ({NUM_PROBES} probes)",
+        "method",
+        "engine batch_size",
+        "reference code",
+        "engine",
+        "reference",
+        "ratio",
+        "ratio of fastest runs",
+        "CPU ratio",
+        "target",
+        "retrace",
+    ]
+    cells = [
+        [
+            WORKLOADS[r.workload].title,
+            METHOD_TITLES[r.method],
+            r.batch_size,
+            r.reference,
+            fmt_ms(r.engine),
+            fmt_ms(r.ref),
+            f"{r.ratio:.2f}",
+            f"{r.min_ratio:.2f}",
+            f"{r.cpu_ratio:.2f}",
+            f"≤ {r.target:.2f}" if r.target is not None else "",
+            "no" if r.traces_after == r.traces_warm else "YES",
+        ]
+        for r in rows
+    ]
+    return table(header, cells)
+
+
 # -- memory -----------------------------------------------------------------------------------
 
 
@@ -538,7 +582,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--memory", action="store_true", help="peak RSS of a large SmoothGrad")
     parser.add_argument("--profile", action="store_true", help="cProfile one engine call each")
+    parser.add_argument(
+        "--markdown", help="write the timing table into section `bench_engine` of this page"
+    )
     args = parser.parse_args(argv)
+    if args.markdown and args.memory:
+        parser.error("--markdown writes the timing table; --memory has none")
+    load_start = load_average()
     print(environment())
     if args.memory:
         bench_memory(args.workload or "cnn")
@@ -551,6 +601,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         rows += bench_workload(WORKLOADS[name], args.quick, args.profile)
     print_tables(rows)
+    text = markdown(rows)
+    print("\n" + text)
+    if args.markdown:
+        command = command_line("bench_engine.py", argv)
+        write_section(args.markdown, "bench_engine", text, command, load_start)
     return 0
 
 

@@ -12,6 +12,7 @@ What it measures
 
 How to run
     KERAS_BACKEND=jax python benchmarks/bench_engine_jax.py [--quick] [--workload cnn]
+        [--methods vanilla smoothgrad] [--markdown docs/backends.md]
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 from _common import NUM_PROBES, WORKLOADS, environment, relative_diff, timed
+from _markdown import command_line, fmt_ms, load_average, table, write_section
 
 from saliency_callback import Explainer, SmoothGrad, Vanilla
 
@@ -90,7 +92,9 @@ class JaxReference:
 
 def compare(
     name: str, explainer: Explainer, probes: np.ndarray, ref: Callable[[], Any], repeats: int
-) -> float:
+) -> dict[str, Any]:
+    """Medians of interleaved runs: engine and reference ms, their ratios, the retrace."""
+
     def engine() -> Any:
         return explainer(probes)
 
@@ -110,18 +114,61 @@ def compare(
         f"traces {warm} -> {explainer.tracing_count}",
         flush=True,
     )
-    return e / r
+    return {
+        "engine": e,
+        "reference": r,
+        "ratio": e / r,
+        "min ratio": min(wall["engine"]) / min(wall["reference"]),
+        "retrace": explainer.tracing_count != warm,
+    }
+
+
+def markdown(rows: list[tuple[str, str, dict[str, Any]]]) -> str:
+    """The table of docs/backends.md, from (workload, method, comparison) of this run."""
+    header = [
+        f"workload ({NUM_PROBES} probes)",
+        "method",
+        "engine",
+        "bare JAX reference",
+        "ratio",
+        "ratio of fastest runs",
+        "target",
+        "retrace",
+    ]
+    titles = {"vanilla": "vanilla", "smoothgrad": f"SmoothGrad-{SAMPLES}"}
+    cells = [
+        [
+            WORKLOADS[name].title,
+            titles[label],
+            fmt_ms(c["engine"]),
+            fmt_ms(c["reference"]),
+            f"{c['ratio']:.2f}",
+            f"{c['min ratio']:.2f}",
+            f"≤ {TARGET:.2f}",
+            "YES" if c["retrace"] else "no",
+        ]
+        for name, label, c in rows
+    ]
+    return table(header, cells)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--workload", choices=["cnn", "mobilenet", "all"], default="all")
+    parser.add_argument(
+        "--methods", nargs="+", choices=["vanilla", "smoothgrad"], default=["vanilla", "smoothgrad"]
+    )
+    parser.add_argument(
+        "--markdown", help="write the table into section `bench_engine_jax` of this page"
+    )
     args = parser.parse_args(argv)
+    load_start = load_average()
     print(f"{environment()}, JAX {jax.__version__} ({keras.backend.backend()})")
     names = list(WORKLOADS) if args.workload == "all" else [args.workload]
     fast, slow = (5, 1) if args.quick else (21, 7)
     failed = []
+    rows: list[tuple[str, str, dict[str, Any]]] = []
     for name in names:
         model = WORKLOADS[name].build()
         shape = tuple(int(d) for d in model.inputs[0].shape[1:])
@@ -137,10 +184,17 @@ def main(argv: list[str] | None = None) -> int:
             ("vanilla", vanilla, lambda r=ref, v=x: r.vanilla(v), fast),
             ("smoothgrad", smooth, lambda r=ref, v=x: r.smooth(v), slow),
         ):
-            ratio = compare(label, explainer, probes, reference, repeats)
-            if ratio > TARGET:
+            if label not in args.methods:
+                continue
+            rows.append((name, label, compare(label, explainer, probes, reference, repeats)))
+            if rows[-1][2]["ratio"] > TARGET:
                 failed.append(f"{name}/{label}")
     print("targets met" if not failed else f"over {TARGET}: {', '.join(failed)}")
+    text = markdown(rows)
+    print("\n" + text)
+    if args.markdown:
+        command = command_line("bench_engine_jax.py", argv)
+        write_section(args.markdown, "bench_engine_jax", text, command, load_start)
     return 0
 
 

@@ -28,7 +28,7 @@ What it measures
 
 How to run
     python benchmarks/bench_proposals.py                    # 224x224, 32 probes per family
-    python benchmarks/bench_proposals.py --markdown docs/bench_proposals.md
+    python benchmarks/bench_proposals.py --markdown docs/bench_proposals.md   # its section
     python benchmarks/bench_proposals.py --quick            # tiny smoke test
 """
 
@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from _markdown import command_line, load_average, write_section
 
 from saliency_callback import datasets, proposals
 from saliency_callback.metrics import masks_from_boxes
@@ -176,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=100)
     parser.add_argument("--markdown", help="also write the table to this Markdown file")
     args = parser.parse_args(argv)
+    load_start = load_average()
     fams, methods = families(), available_methods()
     if args.quick:
         args.size, args.n = 48, 6
@@ -183,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         fams = [f for f in fams if f.name in keep]
         methods = ["grabcut", "centre"]
     results, timing = run(fams, methods, args.n, args.size, args.seed)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    load = load_average()
     header = (
         f"Object proposals: {args.n} probes per family, {args.size}x{args.size}, seed "
         f"{args.seed}; {os.cpu_count()} cores, load average {load:.1f}.\n\n"
@@ -196,10 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     text = table(fams, methods, results, timing, header)
     sys.stdout.write(text)
     if args.markdown:
-        tmp = f"{args.markdown}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, args.markdown)
+        command = command_line("bench_proposals.py", argv)
+        write_section(args.markdown, "bench_proposals", text, command, load_start)
     return 0
 
 

@@ -14,11 +14,15 @@ them. The proposal is the largest connected region of the result that does not t
 covering less than `min_area` or more than `max_area` of the image, and a box at the same
 distance from all four sides, which is the inside of a frame (a border cue such as a frame or a
 vignette is then all the "background" GrabCut saw). The inside of a frame is cut again within
-the frame (twice at most); a box still implausible is tried once more with a 15% band, then
-once more with a 5% band and no certain ring (for an object that touches the border: the
-largest region wins, touching or not), and then replaced by the centre box (the middle half of
-each side) and flagged in `fallback`: the caller should not trust it (the callback leaves such
-probes out of the background tests). On whole-image textures, with no object, GrabCut separates
+the frame (twice at most); a box still implausible is tried once more with a 15% band. Then
+come two attempts for an object that touches the border, where the largest region wins,
+touching or not: first the border pixels whose colour is an outlier among the ring's (farther
+from the ring's median colour in CIELAB than the median distance plus three robust standard
+deviations, 1.4826 MAD, the conventional outlier rule) become probably object, the rest of
+the ring stays background for certain; then a 5% band and no certain ring. A box still
+implausible is replaced by the centre box (the middle half of each side) and flagged in
+`fallback`: the caller should not trust it (the callback leaves such probes out of the
+background tests). On whole-image textures, with no object, GrabCut separates
 nothing and every probe falls back. GrabCut's k-means start draws from OpenCV's random
 generator, which is seeded (`cv2.setRNGSeed(0)`) before each cut, so the same image always gets
 the same proposal.
@@ -60,7 +64,11 @@ DEFAULT_METHOD = "grabcut"
 
 # The attempts of "grabcut", in turn: the border band (a fraction of each side) and whether
 # the outermost ring is background for certain (then regions touching the border lose).
-_ATTEMPTS = ((0.05, True), (0.15, True), (0.05, False))
+_ATTEMPTS = ((0.05, "ring"), (0.15, "ring"), (0.05, "typical ring"), (0.05, "no ring"))
+"""(band, ring) of each GrabCut attempt, in order: the outermost ring is background for certain
+(`"ring"`), only where its colour is typical of the ring (`"typical ring"`), or not at all."""
+_OUTLIER_SDS = 3.0  # robust standard deviations: the conventional outlier rule
+_MIN_SPREAD = 1.0  # CIELAB units (8-bit): a flat border's noise is no outlier
 _RANGE_PERCENTILES = (0.5, 99.5)
 _MIN_SIDE = 8  # images smaller than this (at working size) get the centre box
 _MAX_PEELS = 2
@@ -184,18 +192,36 @@ def _largest_region(foreground: np.ndarray, interior: bool = True) -> np.ndarray
     return np.asarray(labels == 1 + int(np.argmax(areas)))
 
 
-def _grabcut(image: np.ndarray, band: float, ring: bool, iterations: int) -> np.ndarray:
+def _atypical(image: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """Pixels in `where` whose colour is an outlier among the outermost ring's: farther from its
+    median colour (CIELAB) than the ring's median distance plus `_OUTLIER_SDS` robust standard
+    deviations. Where an object touches the border, its pixels are those outliers."""
+    cv2 = _cv2()
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+    ring = np.zeros(image.shape[:2], bool)
+    ring[0, :] = ring[-1, :] = ring[:, 0] = ring[:, -1] = True
+    centre = np.median(lab[ring], axis=0)
+    to_ring = np.linalg.norm(lab[ring] - centre, axis=1)
+    mid = float(np.median(to_ring))
+    spread = max(1.4826 * float(np.median(np.abs(to_ring - mid))), _MIN_SPREAD)
+    return where & (np.linalg.norm(lab - centre, axis=2) > mid + _OUTLIER_SDS * spread)
+
+
+def _grabcut(image: np.ndarray, band: float, ring: str, iterations: int) -> np.ndarray:
     cv2 = _cv2()
     h, w = image.shape[:2]
     by, bx = max(2, round(band * h)), max(2, round(band * w))
     mask = np.full((h, w), cv2.GC_PR_BGD, np.uint8)
     mask[by : h - by, bx : w - bx] = cv2.GC_PR_FGD
-    if ring:
+    if ring != "no ring":
+        odd = _atypical(image, mask == cv2.GC_PR_BGD) if ring == "typical ring" else None
         mask[0, :] = mask[-1, :] = mask[:, 0] = mask[:, -1] = cv2.GC_BGD
+        if odd is not None:
+            mask[odd] = cv2.GC_PR_FGD
     bgd, fgd = np.zeros((1, 65)), np.zeros((1, 65))
     cv2.setRNGSeed(0)  # GrabCut's k-means initialisation draws from OpenCV's RNG
     cv2.grabCut(image, mask, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
-    return _largest_region((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD), interior=ring)
+    return _largest_region((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD), interior=ring == "ring")
 
 
 def has_saliency_module() -> bool:
@@ -251,7 +277,7 @@ def _plausible(box: tuple[int, int, int, int] | None, h: int, w: int, lo: float,
     return lo <= area <= hi and not _framed(box, h, w)
 
 
-def _grabcut_peeled(image: np.ndarray, band: float, ring: bool, iterations: int) -> np.ndarray:
+def _grabcut_peeled(image: np.ndarray, band: float, ring: str, iterations: int) -> np.ndarray:
     """GrabCut from the border prior; a result that is a frame's inside is cut again, inside
     the frame (twice at most), so that a border frame counts as background."""
     h, w = image.shape[:2]

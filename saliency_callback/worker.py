@@ -48,10 +48,11 @@ def _finish_at_exit() -> None:
 
 
 BACKGROUND_DESCRIPTION = (
-    "Background tests. Each panel: **original | only_fg | only_bg | mixed_rand**: the object on "
-    "the probe set's mean colour; the object removed (its pixels resampled from the "
-    "background); the object on another probe's background (a fixed, seeded pairing, another class "
-    "where labels exist). Each tile's caption: the model's prediction and confidence on it."
+    "Background tests. Each panel: **original | only_fg | only_bg | mixed_rand**: the probe as "
+    "given; the object on the probe set's mean colour; the object removed (its pixels resampled "
+    "from the background); the object on another probe's background (a fixed, seeded pairing, "
+    "another class where labels exist). Each tile's caption: the model's prediction and "
+    "confidence on it."
 )
 TIMELINE_DESCRIPTION = (
     "History at a glance: one row per probe (in probe order), one column per logged epoch (up "

@@ -4,23 +4,15 @@ shortcut model only. Numbers are parsed and compared, never matched as substring
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 import re
-import sys
 
 import numpy as np
+from bench_pages import load_benchmark
 from PIL import Image
-
-BENCH = pathlib.Path(__file__).parents[1] / "benchmarks" / "bench_detection.py"
 
 
 def load():
-    spec = importlib.util.spec_from_file_location("bench_detection", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_detection"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_detection")
 
 
 def parse_tables(text: str) -> dict[str, list[dict[str, str]]]:
@@ -61,7 +53,8 @@ def test_quick_detection_benchmark(tmp_path, capsys):
     assert "stale table" not in text and text.count(module.BEGIN) == 1
     tables = parse_tables(text)
     assert tables == parse_tables(printed[printed.index("### ") :])  # the same tables printed
-    assert len(tables) == 6  # truth, rules, mask kinds, per-epoch harm, probe count, estimate
+    assert len(tables) == 8  # truth, rules, mask kinds, two-sided, AUC, per-epoch harm, probe
+    # count, estimate
 
     truth = next(rows for title, rows in tables.items() if title.startswith("Ground truth"))
     harm = {float(r["cue share"]): float(r["harm (mean)"]) for r in truth}
@@ -75,6 +68,25 @@ def test_quick_detection_benchmark(tmp_path, capsys):
     kinds = next(rows for title, rows in tables.items() if title.startswith("Mask kinds"))
     assert {r["masks"] for r in kinds} >= {"mask", "box", "loose box", "shifted box"}
     assert rates(next(r for r in kinds if r["masks"] == "box")["all"])[0] == 1.0
+    two = next(rows for title, rows in tables.items() if title.startswith("Two-sided"))
+    assert [(r["masks"], r["rule"]) for r in two] == [
+        (k["masks"], rule) for k in kinds for rule in ("default", "two-sided")
+    ]
+    for kind in kinds:  # the default rows repeat the mask kinds' table; the two-sided rule is
+        # the default and one more condition, so it fires on no more models
+        default, two_sided = (r for r in two if r["masks"] == kind["masks"])
+        assert {k: v for k, v in default.items() if k not in ("rule",)} == kind
+        for family in kind:
+            if family != "masks":
+                one, both = rates(default[family]), rates(two_sided[family])
+                assert not both[0] > one[0] and not both[2] > one[2], (kind, family)
+
+    aucs = next(rows for title, rows in tables.items() if title.startswith("AUC by epoch"))
+    assert {(r["masks"], r["signal"]) for r in aucs} == {
+        (k["masks"], s) for k in kinds for s in ("harm_low", "reliance")
+    }
+    exact = next(r for r in aucs if (r["masks"], r["signal"]) == ("mask", "harm_low"))
+    assert exact["all"] == "1.00"  # the shortcut model's sets all score above the clean one's
 
     estimate = next(rows for title, rows in tables.items() if title.startswith("What the"))
     top = max(estimate, key=lambda r: float(r["mean harm"]))
@@ -89,6 +101,28 @@ def test_quick_detection_benchmark(tmp_path, capsys):
     # A second run with the same cache trains nothing and reports the same tables.
     assert module.main(argv) == 0
     assert parse_tables(markdown.read_text()) == tables
+
+
+def test_auc_and_early_score():
+    module = load()
+    assert module.auc([0.9, 0.8], [0.1, 0.2]) == 1.0
+    assert module.auc([0.1], [0.9]) == 0.0
+    assert module.auc([0.5, 0.9], [0.5]) == 0.75  # a tie counts half
+    assert np.isnan(module.auc([0.5], []))
+    series = [{"harm_low": float("nan")}, {"harm_low": 0.2}, {"harm_low": 0.1}, {"harm_low": 0.9}]
+    assert module.early_score(series, "harm_low") == 0.2  # epochs 1-3 only, NaN skipped
+    assert module.early_score(series[:1], "harm_low") == float("-inf")
+
+
+def test_rules_fire_only_when_every_condition_holds():
+    module = load()
+    partial = {"harm_low": 0.2, "reliance": -0.31}  # a partial shortcut that follows the object
+    assert module.fires(partial, module.DEFAULT_RULE)
+    assert not module.fires(partial, module.TWO_SIDED_RULE)
+    assert module.fires({"harm_low": 0.2, "reliance": 0.4}, module.TWO_SIDED_RULE)
+    assert not module.fires({"harm_low": float("nan"), "reliance": 1.0}, module.TWO_SIDED_RULE)
+    assert not module.fires({"reliance": 1.0}, module.DEFAULT_RULE)  # missing never fires
+    assert not module.fires({"harm_low": 0.05}, module.DEFAULT_RULE)  # above, not equal
 
 
 def test_boxes_and_imperfect_boxes():
