@@ -68,6 +68,7 @@ from _fit_report import (
     profile_table,
     summary_table,
 )
+from _markdown import command_line, write_section
 
 from saliency_callback import Runtime, SaliencyCallback, make_shortcut_data
 
@@ -455,6 +456,12 @@ def main(argv: list[str] | None = None) -> int:
         help="instead: the hooks' CPU time over FITS fits without training (see hook_costs)",
     )
     parser.add_argument("--no-profile", action="store_true", help="leave out the profile")
+    parser.add_argument(
+        "--markdown",
+        metavar="PAGE",
+        help="also write the report into section --section of this page (_markdown.py)",
+    )
+    parser.add_argument("--section", default="bench_fit", help="the page's section (bench_fit)")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds = 1
@@ -478,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"# bench_fit: {' '.join(sys.argv[1:]) or '(defaults)'}\n\n{environment()}\n")
     all_ok = True
+    report: list[str] = []  # what --markdown writes: every workload's tables, as printed
     for name in names:
         w = chosen[name]
         if args.images:
@@ -497,26 +505,28 @@ def main(argv: list[str] | None = None) -> int:
                     records.append(run_fit(w, mode, train, probes, log_dir, args.batches))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        print(
-            f"## {name}: {w.images} training images {w.size}x{w.size} per epoch, {w.epochs} "
-            f"epochs, batch 32, {w.probes} probes with labels and masks, logging every epoch, "
-            f"{args.rounds} round(s)\n"
-        )
         lines, ok = summary_table(records, whole_fit=name == "cnn")
         fixed, blocking_ok = fixed_cost_table(records)
         ok["first on_epoch_end <= 2x a later one"] = blocking_ok
-        print("\n".join(lines) + "\n\nFixed cost:\n\n" + "\n".join(fixed))
+        part = [
+            f"### {name}: {w.images} training images {w.size}x{w.size} per epoch, {w.epochs} "
+            f"epochs, batch 32, {w.probes} probes with labels and masks, logging every epoch, "
+            f"{args.rounds} round(s)\n",
+            "\n".join(lines) + "\n\nFixed cost:\n\n" + "\n".join(fixed),
+        ]
         if args.batches:
-            print("\nWhat the worker's job adds to training:\n")
-            print("\n".join(interference_table(records)))
+            part += ["\nWhat the worker's job adds to training:\n"]
+            part += ["\n".join(interference_table(records))]
         if not args.no_profile:
-            print("\n".join(profile_table(records)))
-        print()
-        for target, passed in ok.items():
-            print(f"- {target}: {'PASS' if passed else 'FAIL'}")
-        print()
+            part += ["\n".join(profile_table(records))]
+        part += [""] + [f"- {t}: {'PASS' if passed else 'FAIL'}" for t, passed in ok.items()]
+        print("\n".join(part) + "\n")
+        report += [*part, ""]
         all_ok &= all(ok.values())
     load_end = os.getloadavg()
+    if args.markdown:
+        command = command_line("bench_fit.py", argv)
+        write_section(args.markdown, args.section, "\n".join(report), command, load_start[0])
     print(
         f"load average (1 min) at start {load_start[0]:.1f}, at end {load_end[0]:.1f} "
         "(wall-time targets hold only on an idle machine)"

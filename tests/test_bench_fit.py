@@ -8,6 +8,7 @@ import pathlib
 import sys
 
 import pytest
+from bench_pages import markdown_tables, page_with_section, section_of
 
 BENCHMARKS = pathlib.Path(__file__).parents[1] / "benchmarks"
 
@@ -20,13 +21,22 @@ def _rows(out: str, first: str) -> list[list[str]]:
     ]
 
 
-def test_quick_fit_benchmark(capsys, monkeypatch):
+def test_quick_fit_benchmark(capsys, monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     sys.modules.pop("bench_fit", None)
     import bench_fit
 
-    assert bench_fit.main(["--quick"]) == 0
+    page = tmp_path / "page.md"
+    page_with_section(page, "bench_fit")
+    assert bench_fit.main(["--quick", "--markdown", str(page)]) == 0
     out = capsys.readouterr().out
+    # The page: the prose kept, the stale section replaced by the tables the run printed.
+    text = page.read_text()
+    assert text.startswith("# Title\n\nprose before\n") and text.endswith("prose after\n")
+    written = section_of(text, "bench_fit")
+    assert "stale" not in written and "bench_fit.py --quick --markdown" in written
+    tables = markdown_tables(written)
+    assert tables and all(t in markdown_tables(out) for t in tables)
     summary = {row[0]: row for row in _rows(out, "") if row[0] in ("none", "defaults")}
     assert set(summary) == {"none", "defaults"}
     assert summary["none"][2] == "+0.0%"  # the reference against itself
