@@ -96,6 +96,17 @@ def _modes(records: list[FitRecord]) -> list[str]:
     return list(dict.fromkeys(r.mode for r in records))
 
 
+ONE_CORE = 1.3
+"""An epoch whose process CPU time is below this many times its wall time ran its training on
+about one of the two cores (about 1.6x when both work): the slow epochs of #20."""
+
+
+def one_core_epochs(records: list[FitRecord]) -> str:
+    """'k of n': the epochs of `records` that ran on about one core (see `ONE_CORE`)."""
+    pairs = [(w, c) for r in records for w, c in zip(r.epoch_wall, r.epoch_cpu, strict=True)]
+    return f"{sum(c < ONE_CORE * w for w, c in pairs)} of {len(pairs)}"
+
+
 def summary_table(records: list[FitRecord], whole_fit: bool) -> tuple[list[str], dict[str, bool]]:
     none = [r for r in records if r.mode == "none"]
     base_epoch = _med([e for r in none for e in r.epoch_wall])
@@ -107,8 +118,9 @@ def summary_table(records: list[FitRecord], whole_fit: bool) -> tuple[list[str],
         "epoch after the first (s) | / median none epoch | median epoch CPU (s) | vs none | GC "
         "pauses after epoch 0 (ms, gen-2 count) | page faults per epoch after the first, median | "
         "training-thread waits per epoch after the first, median | training-only CPU per epoch "
-        "after the first, median (s) | vs none |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "after the first, median (s) | vs none | epochs on about one core (CPU / wall < "
+        f"{ONE_CORE}) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     ok: dict[str, bool] = {}
     for mode in sorted(_modes(records), key=ALL_MODES.index):
@@ -128,7 +140,7 @@ def summary_table(records: list[FitRecord], whole_fit: bool) -> tuple[list[str],
             f"{slowest / base_epoch:.2f}x | {cpu / 1e3:.2f} | {_pct(cpu, base_cpu)} | {gcs} | "
             f"{_med([f for r in rs for f in r.epoch_faults[1:]]):.0f} | "
             f"{_med([w for r in rs for w in r.epoch_waits[1:]]):.0f} | {train / 1e3:.2f} | "
-            f"{_pct(train, base_train)} |"
+            f"{_pct(train, base_train)} | {one_core_epochs(rs)} |"
         )
         if mode == "defaults":
             ok["no epoch after the first > 1.3x the median no-callback epoch"] = (

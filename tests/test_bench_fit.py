@@ -101,6 +101,16 @@ def test_attribution_arithmetic_on_a_made_up_fit(monkeypatch):
     assert cells[1:5] == ["10.0", "2.0", "40.0", "60"]
 
 
+def test_one_core_epochs_are_counted_from_cpu_over_wall(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import _fit_report as report
+
+    a, b = report.FitRecord("none"), report.FitRecord("none")
+    a.epoch_wall, a.epoch_cpu = [1000.0, 2000.0], [1650.0, 2100.0]  # two cores, then one
+    b.epoch_wall, b.epoch_cpu = [1000.0], [1290.0]  # just under 1.3: one core
+    assert report.one_core_epochs([a, b]) == "2 of 3"
+
+
 def test_unknown_mode_is_a_clear_error(monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     import bench_fit
