@@ -61,3 +61,28 @@ def number(cell: str) -> float:
     match = re.search(r"[-+]?\d+(?:\.\d+)?", cell)
     assert match, f"no number in {cell!r}"
     return float(match.group())
+
+
+def written_tables(page: str, name: str, printed: str) -> list[list[dict[str, str]]]:
+    """The tables of section `name`, checked to be among the tables the run printed."""
+    body = section_of(page, name)
+    assert "do not edit by hand" in body.splitlines()[1]
+    assert "load average" in body and "at the start" in body and "at the end" in body
+    tables = markdown_tables(body)
+    printed_tables = markdown_tables(printed)
+    assert tables and all(t in printed_tables for t in tables), "not the printed numbers"
+    return tables
+
+
+def run_into_page(tmp_path, capsys, script: str, section: str, argv: list[str]) -> tuple[str, str]:
+    """Runs `script`'s main with `--markdown` into a page holding prose and a stale `section`;
+    returns the page written and what the run printed."""
+    page = tmp_path / "page.md"
+    page_with_section(page, section)
+    assert load_benchmark(script).main([*argv, "--markdown", str(page)]) == 0
+    return page.read_text(), capsys.readouterr().out
+
+
+def assert_prose_kept(page: str) -> None:
+    assert page.startswith("# Title\n\nprose before\n\n") and page.endswith("\n\nprose after\n")
+    assert "stale | table" not in page

@@ -5,10 +5,9 @@ never retraced because of the callback."""
 from __future__ import annotations
 
 import pathlib
-import sys
 
 import pytest
-from bench_pages import markdown_tables, page_with_section, section_of
+from bench_pages import assert_prose_kept, run_into_page, written_tables
 
 BENCHMARKS = pathlib.Path(__file__).parents[1] / "benchmarks"
 
@@ -21,22 +20,11 @@ def _rows(out: str, first: str) -> list[list[str]]:
     ]
 
 
-def test_quick_fit_benchmark(capsys, monkeypatch, tmp_path):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    sys.modules.pop("bench_fit", None)
-    import bench_fit
-
-    page = tmp_path / "page.md"
-    page_with_section(page, "bench_fit")
-    assert bench_fit.main(["--quick", "--markdown", str(page)]) == 0
-    out = capsys.readouterr().out
-    # The page: the prose kept, the stale section replaced by the tables the run printed.
-    text = page.read_text()
-    assert text.startswith("# Title\n\nprose before\n") and text.endswith("prose after\n")
-    written = section_of(text, "bench_fit")
-    assert "stale" not in written and "bench_fit.py --quick --markdown" in written
-    tables = markdown_tables(written)
-    assert tables and all(t in markdown_tables(out) for t in tables)
+def test_quick_fit_benchmark(capsys, tmp_path):
+    # Written into a page: the prose kept, the stale section replaced by the printed tables.
+    page, out = run_into_page(tmp_path, capsys, "bench_fit", "bench_fit", ["--quick"])
+    assert_prose_kept(page)
+    assert written_tables(page, "bench_fit", out)
     summary = {row[0]: row for row in _rows(out, "") if row[0] in ("none", "defaults")}
     assert set(summary) == {"none", "defaults"}
     assert summary["none"][2] == "+0.0%"  # the reference against itself
