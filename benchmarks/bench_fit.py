@@ -15,7 +15,10 @@ epoch includes the callback's `on_epoch_end`. Reported per workload, with ratios
 no-callback fits of the same run:
 
 - the whole `fit` (wall), the median epoch, the slowest epoch after the first (and its ratio to
-  the median no-callback epoch: the stall target is <= 1.3x), process CPU time per epoch;
+  the median no-callback epoch: the stall target is <= 1.3x), process CPU time per epoch, and
+  the epochs whose first batch waited for TensorFlow (`_fit_report.WAITED`: the teardown of
+  the previous epoch's `tf.data` iterator, with or without the callback; `--tf-data
+  no-autotune` gives `fit` a dataset with autotuning off, which does not wait);
 - the fixed cost: `on_train_begin` (setup), the first logged epoch's `on_epoch_end` blocking
   time against the later ones', `on_train_end` (the last join);
 - a profile of the callback per epoch, in process CPU time (which survives machine load better
@@ -124,6 +127,13 @@ class Clock(keras.callbacks.Callback):
             Clock.starts[id(self.record)] = (now, time.process_time())
             Clock.counters[id(self.record)] = _counters()
             Clock.worker_cpu_at[id(self.record)] = self.worker_cpu()
+
+    def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+        # A begin hook keeps Keras's asynchronous dispatch (only end hooks turn it off).
+        if not self.end and len(self.record.epoch_first_batch) < len(self.record.epoch_starts):
+            self.record.epoch_first_batch.append(
+                (time.perf_counter() - self.record.epoch_starts[-1]) * 1e3
+            )
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         if self.end:
@@ -313,8 +323,40 @@ def watch_process(record: FitRecord) -> Iterator[None]:
         tf_logger.removeHandler(handler)
 
 
+TF_DATA = {
+    "keras": "the arrays given to `fit`: Keras's own pipeline (`tf.data` with autotuning)",
+    "no-autotune": "a `tf.data.Dataset` of the same arrays, reshuffled each epoch (seed 0), "
+    "batches of 32, prefetch 2, `options.autotune.enabled = False`",
+}
+"""`--tf-data`: how the training data reaches `fit`, the same in every mode."""
+
+
+def fit_inputs(train: Any, tf_data: str) -> dict[str, Any]:
+    """`model.fit`'s data arguments for `--tf-data` (see `TF_DATA`)."""
+    if tf_data == "keras":
+        return {"x": train.images, "y": train.labels, "batch_size": 32}
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((train.images, train.labels))
+        .shuffle(len(train.images), seed=0, reshuffle_each_iteration=True)
+        .batch(32)
+        .prefetch(2)
+        .with_options(options)
+    )
+    return {"x": dataset}
+
+
 def run_fit(
-    w: FitWorkload, mode: str, train: Any, probes: Any, log_dir: str, batches: bool = False
+    w: FitWorkload,
+    mode: str,
+    train: Any,
+    probes: Any,
+    log_dir: str,
+    batches: bool = False,
+    tf_data: str = "keras",
 ) -> FitRecord:
     record = FitRecord(mode)
     model = w.build()
@@ -343,9 +385,7 @@ def run_fit(
     with watch_process(record):
         start = time.perf_counter()
         model.fit(
-            train.images,
-            train.labels,
-            batch_size=32,
+            **fit_inputs(train, tf_data),
             epochs=w.epochs,
             verbose=0,
             callbacks=callbacks,
@@ -455,6 +495,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FITS",
         help="instead: the hooks' CPU time over FITS fits without training (see hook_costs)",
     )
+    parser.add_argument(
+        "--tf-data",
+        choices=list(TF_DATA),
+        default="keras",
+        help="how the training data reaches fit: "
+        + "; ".join(f"{k}: {v}" for k, v in TF_DATA.items()),
+    )
     parser.add_argument("--no-profile", action="store_true", help="leave out the profile")
     parser.add_argument(
         "--markdown",
@@ -496,13 +543,16 @@ def main(argv: list[str] | None = None) -> int:
         records: list[FitRecord] = []
         try:
             warm = make_shortcut_data(64, image_size=w.size, num_classes=w.num_classes, seed=2)
-            run_fit(FitWorkload(w.name, w.build, w.size, 64, 1), "none", warm, probes, tmp)
+            warm_up = FitWorkload(w.name, w.build, w.size, 64, 1)
+            run_fit(warm_up, "none", warm, probes, tmp, tf_data=args.tf_data)
             modes = tuple(dict.fromkeys([*chosen_modes, *([COLD] if args.cold else [])]))
             for r in range(args.rounds):
                 order = modes if r % 2 == 0 else modes[::-1]
                 for mode in order:
                     log_dir = os.path.join(tmp, f"{mode}_{r}")
-                    records.append(run_fit(w, mode, train, probes, log_dir, args.batches))
+                    records.append(
+                        run_fit(w, mode, train, probes, log_dir, args.batches, args.tf_data)
+                    )
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         lines, ok = summary_table(records, whole_fit=name == "cnn")
@@ -511,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
         part = [
             f"### {name}: {w.images} training images {w.size}x{w.size} per epoch, {w.epochs} "
             f"epochs, batch 32, {w.probes} probes with labels and masks, logging every epoch, "
-            f"{args.rounds} round(s)\n",
+            f"{args.rounds} round(s); training data: {TF_DATA[args.tf_data]}\n",
             "\n".join(lines) + "\n\nFixed cost:\n\n" + "\n".join(fixed),
         ]
         if args.batches:

@@ -5,6 +5,7 @@ never retraced because of the callback."""
 from __future__ import annotations
 
 import pathlib
+import re
 
 import pytest
 from bench_pages import assert_prose_kept, run_into_page, written_tables
@@ -29,6 +30,8 @@ def test_quick_fit_benchmark(capsys, tmp_path):
     assert set(summary) == {"none", "defaults"}
     assert summary["none"][2] == "+0.0%"  # the reference against itself
     assert summary["defaults"][2].endswith("%")
+    for row in summary.values():  # each epoch's wait for its first batch was measured
+        assert re.fullmatch(r"[012] of 2 \(\d+\.\d\d\)", row[-1]), row[-1]
     assert len(_rows(out, "defaults, 0")) == 1  # the fixed cost of the one round
     # Per-epoch profile rows: epoch, ..., explainer traces, train traces, GC, faults, waits.
     profiles = out.split("per epoch (CPU ms")[1:]
@@ -89,14 +92,40 @@ def test_attribution_arithmetic_on_a_made_up_fit(monkeypatch):
     assert cells[1:5] == ["10.0", "2.0", "40.0", "60"]
 
 
-def test_one_core_epochs_are_counted_from_cpu_over_wall(monkeypatch):
+def test_epochs_that_waited_for_their_first_batch_are_counted(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     import _fit_report as report
 
     a, b = report.FitRecord("none"), report.FitRecord("none")
-    a.epoch_wall, a.epoch_cpu = [1000.0, 2000.0], [1650.0, 2100.0]  # two cores, then one
-    b.epoch_wall, b.epoch_cpu = [1000.0], [1290.0]  # just under 1.3: one core
-    assert report.one_core_epochs([a, b]) == "2 of 3"
+    a.epoch_first_batch = [12.0, 1900.0]  # the second epoch waited for TensorFlow
+    b.epoch_first_batch = [499.0]  # just under the limit
+    assert report.waited_epochs([a, b]) == "1 of 3 (1.90)"
+    assert report.waited_epochs([report.FitRecord("none")]) == "-"
+
+
+def test_the_no_autotune_dataset_is_the_same_data_reshuffled_each_epoch(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import bench_fit
+    import numpy as np
+
+    from saliency_callback import make_shortcut_data
+
+    train = make_shortcut_data(80, image_size=16, num_classes=3, seed=0)
+    assert set(bench_fit.fit_inputs(train, "keras")) == {"x", "y", "batch_size"}
+    (dataset,) = bench_fit.fit_inputs(train, "no-autotune").values()
+    assert dataset.options().autotune.enabled is False
+    epochs = []
+    for _ in range(2):
+        batches = [(x.numpy(), y.numpy()) for x, y in dataset]
+        assert [len(y) for _, y in batches] == [32, 32, 16]
+        images = np.concatenate([x for x, _ in batches])
+        labels = np.concatenate([y for _, y in batches])
+        # Every image once, with its own label.
+        order = [int(np.flatnonzero((train.images == im).all(axis=(1, 2, 3)))[0]) for im in images]
+        assert sorted(order) == list(range(80))
+        np.testing.assert_array_equal(labels, train.labels[order])
+        epochs.append(order)
+    assert epochs[0] != epochs[1]  # reshuffled each epoch
 
 
 def test_unknown_mode_is_a_clear_error(monkeypatch, capsys):
