@@ -62,10 +62,11 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras
 import numpy as np
 from _markdown import command_line, load_average, markers, write_section
+from scipy import stats
 
 import saliency_callback as sc
 from saliency_callback import background as bg
-from saliency_callback import metrics
+from saliency_callback import calibration, metrics
 from saliency_callback.datasets import CUES
 
 NUM_CLASSES = 3
@@ -243,7 +244,38 @@ def _proposals() -> Any:
 Values = dict[str, float]
 
 
-EVAL_VERSION = 2  # bump when the background tests change: cached evaluations are redone
+def bonett_price_low(d: np.ndarray, alpha: float = 0.05) -> float:
+    """One-sided lower bound of the mean of paired right/wrong differences `d` in {-1, 0, 1}
+    (NaN: left out): the adjusted Wald interval of Bonett and Price (2012) for a difference of
+    paired proportions, which stays informative where a t-interval collapses (all terms equal)."""
+    d = np.asarray(d, np.float64)
+    d = d[np.isfinite(d)]
+    n = len(d)
+    if n == 0:
+        return float("nan")
+    up, down = (float((d > 0).sum()) + 1) / (n + 2), (float((d < 0).sum()) + 1) / (n + 2)
+    se = np.sqrt(max(up + down - (up - down) ** 2, 0.0) / (n + 2))
+    return float(max(up - down - stats.norm.ppf(1 - alpha) * se, -1.0))
+
+
+def accuracy_harm(test: Any, original: np.ndarray, variants: dict[str, np.ndarray]) -> tuple:
+    """The default estimate with each probe's term right/wrong instead of a probability:
+    (estimate, lower bound). Same swaps, same agreement (`background.swap_agreement`)."""
+    if not {"only_bg", "mixed_rand", "mixed_same"} <= set(variants):
+        return float("nan"), float("nan")
+    y, same_agrees, rand_agrees, both = bg.swap_agreement(test, original, variants)
+    d = calibration.paired_differences(
+        same_agrees,
+        rand_agrees,
+        (bg.predicted_classes(variants["mixed_same"]) == y).astype(np.float64),
+        (bg.predicted_classes(variants["mixed_rand"]) == y).astype(np.float64),
+    )
+    d[~both] = np.nan
+    finite = d[np.isfinite(d)]
+    return (float(finite.mean()) if len(finite) else float("nan")), bonett_price_low(d)
+
+
+EVAL_VERSION = 3  # bump when the background tests change: cached evaluations are redone
 
 
 def counts_for(kind: str, args: argparse.Namespace) -> list[int]:
@@ -304,6 +336,9 @@ def evaluate_model(
             values["bg_gap"] = values.get("mixed_same_accuracy", np.nan) - values.get(
                 "mixed_rand_accuracy", np.nan
             )
+            values["harm_acc"], values["harm_acc_low"] = accuracy_harm(
+                test, original[rows], variants
+            )
             new.setdefault(key, []).append(values)
     for kind in todo:
         mine = {f"{k}|{n}|{s}": v for (_, k, n, s), v in new.items() if k == kind}
@@ -340,6 +375,12 @@ TWO_SIDED_RULE = "harm_low > 0.05 and reliance > 0 (two-sided)"
 """The default rule, only where the same composites follow the background's source more often
 than the object's (`reliance > 0`, a sign, fixed a priori): the issue's two-sided comparison."""
 RULES[TWO_SIDED_RULE] = (("harm_low", 0.05), ("reliance", 0.0))
+ACCURACY_RULE = "harm_acc_low > 0.05 (right/wrong terms)"
+"""The default rule with each probe's term right/wrong (0/1) instead of a probability, and a
+paired-binary bound (`accuracy_harm`): an underconfident model's probabilities move little
+where its predictions flip. Added after the held-out results showed the blur shortfall; the
+row reports it, it decides nothing."""
+RULES[ACCURACY_RULE] = (("harm_acc_low", 0.05),)
 DEFAULT_RULE = "harm_low > 0.05 (default)"
 
 
@@ -550,9 +591,9 @@ def tables(
     )
     out.append(
         table(
-            f"Two-sided: the default rule against `{TWO_SIDED_RULE}`, {n0} probes, per mask "
-            f"kind: detection by epoch {BY_EPOCH} (harm >= {HARMFUL}) · false alarms (harm < "
-            f"{HARMLESS})",
+            f"Alternatives per mask kind: the default rule against `{TWO_SIDED_RULE}` and "
+            f"`{ACCURACY_RULE}`, {n0} probes: detection by epoch {BY_EPOCH} (harm >= "
+            f"{HARMFUL}) · false alarms (harm < {HARMLESS})",
             ["masks", "rule", *cols],
             [
                 [kind, label]
@@ -561,7 +602,11 @@ def tables(
                     for f in cols
                 ]
                 for kind in kinds
-                for label, rule in (("default", DEFAULT_RULE), ("two-sided", TWO_SIDED_RULE))
+                for label, rule in (
+                    ("default", DEFAULT_RULE),
+                    ("two-sided", TWO_SIDED_RULE),
+                    ("right/wrong terms", ACCURACY_RULE),
+                )
             ],
         )
     )
@@ -584,7 +629,8 @@ def tables(
     )
     out.append(
         table(
-            f"Against the harm at each epoch, the default rule, {n0} probes: share firing "
+            f"Against the harm at each epoch, the default rule (and the last row: "
+            f"`{ACCURACY_RULE}`), {n0} probes: share firing "
             f"within {BY_EPOCH} epochs of the first epoch whose measured harm reached "
             f"{HARMFUL} (models that reached it) · share of models with final harm < "
             f"{HARMLESS} firing at an epoch whose own measured harm was < {HARMLESS}",
@@ -593,6 +639,13 @@ def tables(
                 [kind]
                 + [timely_cell(outcomes(results, models, DEFAULT_RULE, kind, n0), f) for f in cols]
                 for kind in kinds
+            ]
+            + [  # the alternative of the table "Alternatives", for comparison
+                ["mask (right/wrong terms)"]
+                + [
+                    timely_cell(outcomes(results, models, ACCURACY_RULE, "mask", n0), f)
+                    for f in cols
+                ]
             ],
         )
     )

@@ -346,7 +346,7 @@ def fit_inputs(train: Any, tf_data: str) -> dict[str, Any]:
         .prefetch(2)
         .with_options(options)
     )
-    return {"x": dataset}
+    return {"x": dataset, "shuffle": False}  # the dataset shuffles (Keras would warn)
 
 
 def run_fit(

@@ -206,6 +206,26 @@ def class_probability(outputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return x[rows, np.asarray(classes, np.int64)]
 
 
+def swap_agreement(
+    test: BackgroundTest, original: np.ndarray, variants: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Which of each probe's two swaps puts its object on a background that says its class.
+
+    What a background says is the model's prediction on it alone (`only_bg`); the probe's
+    class is its label, or the model's prediction on it without labels.
+
+    Returns:
+        `(classes, same_agrees, rand_agrees, both)`: int `(N,)` the class of each probe; bool
+        `(N,)` whether its `mixed_same` background says that class, and its `mixed_rand` one;
+        bool `(N,)` the probes with both swaps (the others' agreement is meaningless).
+    """
+    y = test.classes if test.classes is not None else predicted_classes(original)
+    says = predicted_classes(variants["only_bg"])
+    first, second = test.partners["mixed_same"], test.partners["mixed_rand"]
+    both = test.valid & (first >= 0) & (second >= 0)
+    return y, says[np.where(both, first, 0)] == y, says[np.where(both, second, 0)] == y, both
+
+
 def harm(
     test: BackgroundTest,
     original: np.ndarray,
@@ -214,20 +234,16 @@ def harm(
 ) -> tuple[calibration.HarmEstimate, np.ndarray]:
     """The estimated accuracy lost where the background disagrees, and its per-probe terms.
 
-    Each probe's object on its two partners' backgrounds (`mixed_same`, `mixed_rand`); what a
-    background says is the model's prediction on it alone (`only_bg`); the probe's class is
-    its label, or the model's prediction on it without labels (see `calibration`).
+    Each probe's object on its two partners' backgrounds (`mixed_same`, `mixed_rand`), sorted
+    by `swap_agreement` (see `calibration`).
     """
     n = len(original)
     if not {"only_bg", "mixed_rand", "mixed_same"} <= set(variants):
         return calibration.harm_estimate(np.array([])), np.full(n, np.nan)
-    y = test.classes if test.classes is not None else predicted_classes(original)
-    says = predicted_classes(variants["only_bg"])
-    first, second = test.partners["mixed_same"], test.partners["mixed_rand"]
-    both = test.valid & (first >= 0) & (second >= 0)
+    y, same_agrees, rand_agrees, both = swap_agreement(test, original, variants)
     d = calibration.paired_differences(
-        says[np.where(both, first, 0)] == y,
-        says[np.where(both, second, 0)] == y,
+        same_agrees,
+        rand_agrees,
         class_probability(variants["mixed_same"], y),
         class_probability(variants["mixed_rand"], y),
     )

@@ -86,13 +86,41 @@ setuptools >= 82 (which no longer ships it); TensorBoard 2.21 fixed it. With ten
 (`tests/test_tensorboard_browser.py`) fail with the same advice instead of timing out.
 """
 
+SLOW_EPOCHS = """
+## An epoch sometimes starts 1.5-5 s late
+
+With arrays passed to `fit` (Keras's own input pipeline), TensorFlow now and then waits 1.5-5 s
+at the start of an epoch, with every core idle, before the first batch runs. Keras makes a new
+`tf.data` iterator for every epoch, and destroying the previous one waits for its background
+threads (a stack sampled during the wait: `RootDataset::Iterator::~Iterator`, waiting on
+`UnboundedThreadPool`). It happens with or without this callback: `benchmarks/bench_fit.py`
+counts these epochs in its last column (8 of 18 epochs without the callback and 7 of 18 with it
+in the run on [the whole-fit page](performance-fit.md)). A `tf.data.Dataset` with autotuning off
+did not wait in any of 36 epochs (`bench_fit.py --tf-data no-autotune`):
+
+```python
+import tensorflow as tf
+
+options = tf.data.Options()
+options.autotune.enabled = False
+train = (
+    tf.data.Dataset.from_tensor_slices((x_train, y_train))
+    .shuffle(len(x_train))
+    .batch(32)
+    .prefetch(2)
+    .with_options(options)
+)
+model.fit(train, epochs=10, callbacks=[SaliencyCallback(...)])
+```
+"""
+
 
 def page(rows: list[tuple[str, str, str, str]], tmp: str) -> str:
     lines = ["| where | bad input | error | message |", "|---|---|---|---|"]
     for where, name, kind, text in rows:
         text = re.sub(r"'" + re.escape(tmp) + r"[^']*'", "'/path/to/file'", text)
         lines.append(f"| {where} | {name} | `{kind}` | {text} |")
-    return HEADER + "\n".join(lines) + "\n" + TENSORBOARD
+    return HEADER + "\n".join(lines) + "\n" + TENSORBOARD + SLOW_EPOCHS
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 from bench_pages import load_benchmark
 from PIL import Image
 
@@ -53,8 +54,8 @@ def test_quick_detection_benchmark(tmp_path, capsys):
     assert "stale table" not in text and text.count(module.BEGIN) == 1
     tables = parse_tables(text)
     assert tables == parse_tables(printed[printed.index("### ") :])  # the same tables printed
-    assert len(tables) == 8  # truth, rules, mask kinds, two-sided, AUC, per-epoch harm, probe
-    # count, estimate
+    assert len(tables) == 8  # truth, rules, mask kinds, alternatives, AUC, per-epoch harm,
+    # probe count, estimate
 
     truth = next(rows for title, rows in tables.items() if title.startswith("Ground truth"))
     harm = {float(r["cue share"]): float(r["harm (mean)"]) for r in truth}
@@ -68,13 +69,13 @@ def test_quick_detection_benchmark(tmp_path, capsys):
     kinds = next(rows for title, rows in tables.items() if title.startswith("Mask kinds"))
     assert {r["masks"] for r in kinds} >= {"mask", "box", "loose box", "shifted box"}
     assert rates(next(r for r in kinds if r["masks"] == "box")["all"])[0] == 1.0
-    two = next(rows for title, rows in tables.items() if title.startswith("Two-sided"))
+    two = next(rows for title, rows in tables.items() if title.startswith("Alternatives"))
     assert [(r["masks"], r["rule"]) for r in two] == [
-        (k["masks"], rule) for k in kinds for rule in ("default", "two-sided")
+        (k["masks"], rule) for k in kinds for rule in ("default", "two-sided", "right/wrong terms")
     ]
     for kind in kinds:  # the default rows repeat the mask kinds' table; the two-sided rule is
         # the default and one more condition, so it fires on no more models
-        default, two_sided = (r for r in two if r["masks"] == kind["masks"])
+        default, two_sided, _ = (r for r in two if r["masks"] == kind["masks"])
         assert {k: v for k, v in default.items() if k not in ("rule",)} == kind
         for family in kind:
             if family != "masks":
@@ -123,6 +124,48 @@ def test_rules_fire_only_when_every_condition_holds():
     assert not module.fires({"harm_low": float("nan"), "reliance": 1.0}, module.TWO_SIDED_RULE)
     assert not module.fires({"reliance": 1.0}, module.DEFAULT_RULE)  # missing never fires
     assert not module.fires({"harm_low": 0.05}, module.DEFAULT_RULE)  # above, not equal
+
+
+def test_right_wrong_terms_and_their_paired_binary_bound():
+    module = load()
+    from scipy import stats
+
+    # Bonett and Price's adjusted Wald bound, by hand: 6 probes right only where the background
+    # agrees, 1 right only where it disagrees, 3 alike (0), 2 left out (NaN).
+    d = np.array([1, 1, 1, 1, 1, 1, -1, 0, 0, 0, np.nan, np.nan])
+    up, down = 7 / 12, 2 / 12
+    se = np.sqrt((up + down - (up - down) ** 2) / 12)
+    assert module.bonett_price_low(d) == pytest.approx(up - down - stats.norm.ppf(0.95) * se)
+    # Where a t-interval collapses (every term 1), the bound stays below the estimate.
+    assert 0 < module.bonett_price_low(np.ones(4)) < 1
+    assert np.isnan(module.bonett_price_low(np.array([np.nan])))
+
+    # The terms: three probes, classes 0, 1, 2, each object on a same-class and an other-class
+    # background; what each background says comes from `only_bg`.
+    from saliency_callback import background as bg
+
+    test = bg.BackgroundTest(
+        valid=np.ones(3, bool),
+        partners={"mixed_same": np.array([1, 2, 0]), "mixed_rand": np.array([2, 0, 1])},
+        images={},
+        classes=np.array([0, 1, 2]),
+    )
+    eye = np.eye(3)
+    variants = {
+        "only_bg": eye[[1, 2, 0]],  # probe j's background says class j+1: partner "same"
+        # of probe i is i+1, so it says i+2; partner "rand" i+2 says i. Probe i's rand
+        # background agrees with it, its same background does not.
+        "mixed_same": eye[[1, 1, 0]],  # right only for probe 1
+        "mixed_rand": eye[[0, 1, 2]],  # right for all
+    }
+    original = eye
+    y, same_agrees, rand_agrees, both = bg.swap_agreement(test, original, variants)
+    assert y.tolist() == [0, 1, 2] and both.all()
+    assert not same_agrees.any() and rand_agrees.all()
+    estimate, low = module.accuracy_harm(test, original, variants)
+    # terms: agreeing (rand) right minus disagreeing (same) right = [1, 0, 1]
+    assert estimate == pytest.approx(2 / 3)
+    assert low == pytest.approx(module.bonett_price_low(np.array([1.0, 0.0, 1.0])))
 
 
 def test_boxes_and_imperfect_boxes():

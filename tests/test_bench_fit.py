@@ -112,7 +112,9 @@ def test_the_no_autotune_dataset_is_the_same_data_reshuffled_each_epoch(monkeypa
 
     train = make_shortcut_data(80, image_size=16, num_classes=3, seed=0)
     assert set(bench_fit.fit_inputs(train, "keras")) == {"x", "y", "batch_size"}
-    (dataset,) = bench_fit.fit_inputs(train, "no-autotune").values()
+    inputs = bench_fit.fit_inputs(train, "no-autotune")
+    assert set(inputs) == {"x", "shuffle"}
+    dataset = inputs["x"]
     assert dataset.options().autotune.enabled is False
     epochs = []
     for _ in range(2):
