@@ -62,6 +62,7 @@ _SUBMODULES = (
     "cli",
     "datasets",
     "engine",
+    "epoch_start",
     "explain_files",
     "graph",
     "inputs",
@@ -95,6 +96,7 @@ if TYPE_CHECKING:
     from saliency_callback import cli as cli
     from saliency_callback import datasets as datasets
     from saliency_callback import engine as engine
+    from saliency_callback import epoch_start as epoch_start
     from saliency_callback import explain_files as explain_files
     from saliency_callback import graph as graph
     from saliency_callback import inputs as inputs

@@ -22,6 +22,7 @@ from saliency_callback import postprocess
 from saliency_callback.alarm import MONITORS, AlarmEvent, ShortcutAlarm
 from saliency_callback.box_panels import render_probe_boxes
 from saliency_callback.engine import Explainer, Explanation
+from saliency_callback.epoch_start import EpochStartWatch
 from saliency_callback.inputs import TargetSpec
 from saliency_callback.methods import RECOMMENDED, Method, get_method
 from saliency_callback.options import Display, Runtime, legacy_options, positive_int
@@ -108,8 +109,11 @@ class SaliencyCallback(keras.callbacks.Callback):
     `keras.callbacks.BackupAndRestore`) continues the run: see `saliency_callback.resume`.
 
     The callback never changes training: it calls the model with `training=False`, never
-    mutates it, uses no global random state, and overrides no per-batch hook. An error during
-    an epoch's saliency work is reported as a warning and training continues
+    mutates it, uses no global random state, and overrides no per-batch hook but
+    `on_train_batch_begin`, which keeps Keras's asynchronous dispatch (only batch *end* hooks
+    turn it off) and after each epoch's first batch is one attribute test: it notices an epoch
+    whose first batch waited with the process idle (`saliency_callback.epoch_start`). An error
+    during an epoch's saliency work is reported as a warning and training continues
     (`Runtime(strict=True)` re-raises).
 
     The constructor takes what a user decides per callback: the probes (`images`, `labels`,
@@ -297,6 +301,7 @@ class SaliencyCallback(keras.callbacks.Callback):
         self._label_ids: np.ndarray | None = None
         self._background: _background.BackgroundTest | None = None
         self._regions: ObjectRegions | None = None
+        self._epoch_start = EpochStartWatch()
         self._display_range: tuple[float, float] | None = None
         self._is_chief = True
 
@@ -475,6 +480,7 @@ class SaliencyCallback(keras.callbacks.Callback):
         self._warm_up()
         self._pending_initial_log = self.log_before_training
         self._first_epoch = True
+        self._epoch_start.reset()
         self._worker.install_sigint_wait()
 
     def _warm_up(self) -> None:
@@ -501,6 +507,15 @@ class SaliencyCallback(keras.callbacks.Callback):
         if self._pending_initial_log:
             self._pending_initial_log = False
             self._safely(epoch - 1, None, initial=True)
+        self._epoch_start.epoch_begin(epoch)  # after the callback's own work
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        # A begin hook keeps Keras's asynchronous dispatch (only end hooks turn it off); after
+        # each epoch's first batch this is one attribute test.
+        if self._epoch_start.pending:
+            message = self._epoch_start.first_batch()
+            if message is not None:
+                warnings.warn(f"{_NAME}: {message}", stacklevel=3)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._report(stacklevel=3)

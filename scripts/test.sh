@@ -13,6 +13,7 @@ BACKEND_TESTS=(
     tests/test_backends.py tests/test_engine.py tests/test_methods.py tests/test_gradcam_layers.py
     tests/test_callback.py tests/test_faults.py tests/test_noninterference.py
     tests/test_jax_distribution.py tests/test_alarm_modes.py tests/test_bench_markdown.py
+    tests/test_epoch_start.py
 )
 ruff check .
 ruff format --check .

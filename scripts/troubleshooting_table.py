@@ -112,6 +112,10 @@ train = (
 )
 model.fit(train, epochs=10, callbacks=[SaliencyCallback(...)])
 ```
+
+`SaliencyCallback` notices these waits: the first time in a `fit` that an epoch's first batch
+starts more than 1 s after the epoch began with the process idle, it warns once, naming the
+wait and this page (`saliency_callback/epoch_start.py`).
 """
 
 

@@ -211,12 +211,15 @@ def test_no_files_until_the_first_write(tmp_path):
     assert not log_dir.exists()
 
 
-def test_no_batch_hooks_are_overridden():
+def test_no_batch_hook_but_one_that_keeps_asynchronous_dispatch(monkeypatch):
+    from keras.src.callbacks import callback_list
+
+    # Keras dispatches asynchronously only on thread-safe backends; ask it as if this were one.
+    monkeypatch.setattr(callback_list.backend, "IS_THREAD_SAFE", True)
     cb = SaliencyCallback(images(N, SHAPE))
     for hook in (
         "on_batch_begin",
         "on_batch_end",
-        "on_train_batch_begin",
         "on_train_batch_end",
         "on_test_batch_begin",
         "on_test_batch_end",
@@ -224,6 +227,17 @@ def test_no_batch_hooks_are_overridden():
         "on_predict_batch_end",
     ):
         assert getattr(type(cb), hook) is getattr(keras.callbacks.Callback, hook), hook
+    # The one batch hook (the epoch-start watch) leaves Keras's asynchronous dispatch on, as
+    # Keras itself decides it.
+    assert type(cb).on_train_batch_begin is not keras.callbacks.Callback.on_train_batch_begin
+    model = compiled_cnn()
+    assert keras.callbacks.CallbackList([cb], model=model)._async_train
+
+    class EndHook(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            pass
+
+    assert not keras.callbacks.CallbackList([EndHook()], model=model)._async_train  # control
 
 
 def test_dataset_probes_equal_array_probes(tmp_path):
