@@ -137,3 +137,18 @@ def test_unknown_mode_is_a_clear_error(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         bench_fit.main(["--modes", "none,fast"])
     assert "--modes: expected some of" in capsys.readouterr().err
+
+
+def test_epoch_start_benchmark_quick(capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import bench_epoch_start
+
+    for extra in ([], ["--no-autotune"]):
+        assert bench_epoch_start.main(["--quick", *extra]) == 0
+        out = capsys.readouterr().out
+        rows = [r for r in _rows(out, "") if r[0].isdigit()]
+        assert [r[0] for r in rows] == ["0", "1"]
+        for _, wall, wait, cpu in rows:  # the wait is part of its epoch
+            assert 0 <= float(wait) <= float(wall) and float(cpu) >= 0
+        assert re.search(r"\d of 2 epochs waited more than 0.5 s", out)
+        assert ("(no-autotune)" in out) == bool(extra)
