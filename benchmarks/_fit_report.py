@@ -102,7 +102,7 @@ def _modes(records: list[FitRecord]) -> list[str]:
 WAITED = 500.0
 """An epoch whose first training batch started more than this many ms after the epoch began
 waited for TensorFlow: with Keras's own pipeline for arrays (`tf.data` with autotuning), the
-previous epoch's iterator is torn down there and the teardown sometimes sleeps 1.5-2 s with
+previous epoch's iterator is torn down there and the teardown sometimes waits 0.7-5 s with
 every core idle (the slow epochs of #20; `docs/performance-fit.md`). It happens with or
 without the callback, and not with autotuning off (`bench_fit.py --tf-data no-autotune`)."""
 

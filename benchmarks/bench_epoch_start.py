@@ -8,7 +8,7 @@ The small CNN of `_common` trains on 8,000 synthetic images of 64x64 (batch 32),
 callback records, per epoch, the wall time from `on_epoch_begin` to the first training batch
 and the process CPU time over that wait. With arrays passed to `fit`, Keras makes a new
 `tf.data` iterator every epoch, and TensorFlow's teardown of the previous one sometimes waits
-1.5-5 s with the process idle; with `--no-autotune` the same data comes as a `tf.data.Dataset`
+0.7-5 s with the process idle; with `--no-autotune` the same data comes as a `tf.data.Dataset`
 with `options.autotune.enabled = False` (`bench_fit.fit_inputs`), which does not wait. No
 library code runs during training: this shows what TensorFlow does on this machine, whatever
 the callback does (docs/performance-fit.md, "What the slow epochs are").

@@ -2,7 +2,7 @@
 on the callback.
 
 With arrays passed to `fit`, Keras makes a new `tf.data` iterator for every epoch, and
-TensorFlow's teardown of the previous one now and then waits 1.5-5 s, with every core idle,
+TensorFlow's teardown of the previous one now and then waits 0.7-5 s, with every core idle,
 before the epoch's first batch (`docs/performance-fit.md`, "What the slow epochs are"). It
 happens with or without this callback, which does no work there; but a user who sees training
 stutter after adding the callback will suspect it. `EpochStartWatch` times each epoch from the
@@ -61,5 +61,5 @@ class EpochStartWatch:
             "With arrays passed to `fit`, this is usually TensorFlow tearing down the previous "
             "epoch's tf.data iterator, with or without this callback; a tf.data.Dataset with "
             "`options.autotune.enabled = False` does not wait (troubleshooting page, 'An "
-            "epoch sometimes starts 1.5-5 s late'). Said once per fit."
+            "epoch sometimes starts seconds late'). Said once per fit."
         )

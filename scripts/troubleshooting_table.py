@@ -87,9 +87,9 @@ setuptools >= 82 (which no longer ships it); TensorBoard 2.21 fixed it. With ten
 """
 
 SLOW_EPOCHS = """
-## An epoch sometimes starts 1.5-5 s late
+## An epoch sometimes starts seconds late
 
-With arrays passed to `fit` (Keras's own input pipeline), TensorFlow now and then waits 1.5-5 s
+With arrays passed to `fit` (Keras's own input pipeline), TensorFlow now and then waits 0.7-5 s
 at the start of an epoch, with every core idle, before the first batch runs. Keras makes a new
 `tf.data` iterator for every epoch, and destroying the previous one waits for its background
 threads (a stack sampled during the wait: `RootDataset::Iterator::~Iterator`, waiting on
