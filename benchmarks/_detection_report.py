@@ -32,10 +32,12 @@ class Model:
     harm_by_epoch: list[float] = field(default_factory=list)
     acc_agree: float = float("nan")
     acc_disagree: float = float("nan")
+    arch: str = "cnn"
 
     @property
     def key(self) -> str:
-        return f"{self.family}-{self.dose:.3f}-{self.seed}"
+        tail = "" if self.arch == "cnn" else f"-{self.arch}"
+        return f"{self.family}-{self.dose:.3f}-{self.seed}{tail}"
 
 
 def counts_for(kind: str, args: argparse.Namespace) -> list[int]:

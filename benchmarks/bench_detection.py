@@ -77,6 +77,7 @@ from _detection_report import (  # noqa: F401 (re-exported: the tests read them 
     report,
 )
 from _markdown import command_line, load_average
+from _photo_beds import PHOTO_CUES, make_photo_data
 from scipy import stats
 
 import saliency_callback as sc
@@ -87,18 +88,48 @@ from saliency_callback.datasets import CUES
 NUM_CLASSES = 3
 CHANCE = 1 / NUM_CLASSES
 DOSES = (CHANCE, 0.6, 0.75, 0.9, 0.95, 0.99)
-DOSE_FAMILIES = ("background_color", "patch", "distractor")
+DOSE_FAMILIES = ("background_color", "patch", "distractor", *PHOTO_CUES)
+FAMILIES = (*CUES, *PHOTO_CUES)
 DISTRACTOR_SIZE = 32  # the distractor family needs 32x32 images
+PHOTO_SIZE = 32  # photographic beds: 32x32 for the small CNN
+ARCH_SIZE = {"mobilenetv2": 64}  # the keras.applications cell: its own size
 POOL = 64
 PROBE_COUNTS = (8, 16, 32, 64)
 
 
-def data(family: str, n: int, agreement: float, seed: int, size: int) -> Any:
+def data(family: str, n: int, agreement: float, seed: int, size: int, bed_seed: int = 0) -> Any:
+    """`n` images of a family; a photographic family draws its bed (characters, photographs)
+    from `bed_seed`, the model's seed, so one model's training, test and probes share it."""
+    if family in PHOTO_CUES:
+        return make_photo_data(
+            n, max(size, PHOTO_SIZE), NUM_CLASSES, agreement, cue=family, bed_seed=bed_seed,
+            seed=seed,
+        )
     if family == "distractor":
         size = max(size, DISTRACTOR_SIZE)
     return sc.make_shortcut_data(
         n, image_size=size, num_classes=NUM_CLASSES, agreement=agreement, seed=seed, cue=family
     )
+
+
+def network(arch: str, size: int, seed: int) -> keras.Model:
+    """The benchmark's small CNN, or a `keras.applications` model from random weights."""
+    if arch == "cnn":
+        return small_cnn(size, seed)
+    keras.utils.set_random_seed(seed)
+    model = keras.applications.MobileNetV2(
+        input_shape=(size, size, 3), alpha=0.35, weights=None, classes=NUM_CLASSES
+    )
+    for layer in model.layers:  # Keras's 0.999 leaves the moving statistics far behind
+        if isinstance(layer, keras.layers.BatchNormalization):  # the weights in a short fit
+            layer.momentum = 0.9
+    model.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy")
+    return model
+
+
+def epochs_of(family: str, args: argparse.Namespace) -> int:
+    """Photographic families train for `--photo-epochs` (a whole fit's false alarms)."""
+    return args.photo_epochs if family in PHOTO_CUES else args.epochs
 
 
 def small_cnn(size: int, seed: int) -> keras.Model:
@@ -141,14 +172,14 @@ def train(model_spec: Model, cache: Path, args: argparse.Namespace) -> Model:
     if done.exists():
         return Model(**json.loads(done.read_text()))
     folder.mkdir(parents=True, exist_ok=True)
-    s = model_spec.seed
-    trainset = data(model_spec.family, args.n_train, model_spec.dose, s, args.size)
-    test = data(model_spec.family, 600, 0.5, s + 2000, args.size)
-    model = small_cnn(trainset.images.shape[1], s)
+    s, size = model_spec.seed, ARCH_SIZE.get(model_spec.arch, args.size)
+    trainset = data(model_spec.family, args.n_train, model_spec.dose, s, size, s)
+    test = data(model_spec.family, 600, 0.5, s + 2000, size, s)
+    model = network(model_spec.arch, trainset.images.shape[1], s)
     model.fit(
         trainset.images,
         trainset.labels,
-        epochs=args.epochs,
+        epochs=epochs_of(model_spec.family, args),
         batch_size=64,
         verbose=0,
         callbacks=[_SaveEachEpoch(folder, test, model_spec)],
@@ -166,6 +197,13 @@ def grid(args: argparse.Namespace) -> list[Model]:
         for family in args.families:
             doses = args.doses if family in args.dose_families else (CHANCE, 0.95)
             specs += [Model(family, float(dose), seed) for dose in doses]
+    for seed in range(args.seeds):  # the costlier keras.applications cell after the others
+        specs += [
+            Model(family, float(dose), seed, arch=arch)
+            for arch in args.archs
+            for family in args.arch_families
+            for dose in (CHANCE, 0.95)
+        ]
     return specs
 
 
@@ -268,11 +306,12 @@ EVAL_VERSION = 3  # bump when the background tests change: cached evaluations ar
 
 
 def evaluate_model(
-    m: Model, cache: Path, args: argparse.Namespace, nets: dict[int, keras.Model]
+    m: Model, cache: Path, args: argparse.Namespace, nets: dict[tuple[str, int], keras.Model]
 ) -> dict[tuple[str, str, int, int], list[Values]]:
     """One model's background-test scalars per (mask kind, probe count, probe set), per epoch;
     cached per mask kind in the model's folder."""
-    pool = data(m.family, args.pool, m.dose, m.seed + 1000, args.size)
+    size = ARCH_SIZE.get(m.arch, args.size)
+    pool = data(m.family, args.pool, m.dose, m.seed + 1000, size, m.seed)
     files = {}
     out: dict[tuple[str, str, int, int], list[Values]] = {}
     todo = {}
@@ -292,9 +331,9 @@ def evaluate_model(
     if not todo:
         return out
     size = pool.images.shape[1]
-    if size not in nets:
-        nets[size] = small_cnn(size, 0)
-    net = nets[size]
+    if (m.arch, size) not in nets:
+        nets[(m.arch, size)] = network(m.arch, size, 0)
+    net = nets[(m.arch, size)]
     warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")  # not used
     tests = []
     for kind, (masks, labelled) in todo.items():
@@ -306,7 +345,7 @@ def evaluate_model(
                 tests.append(((m.key, kind, n, s), rows, test))
     batch = np.concatenate([pool.images] + [test.batch for _, _, test in tests])
     new: dict[tuple[str, str, int, int], list[Values]] = {}
-    for epoch in range(1, args.epochs + 1):
+    for epoch in range(1, epochs_of(m.family, args) + 1):
         net.load_weights(cache / m.key / f"epoch{epoch}.weights.h5")
         outputs = net.predict(batch, batch_size=2048, verbose=0)
         original, offset = outputs[: args.pool], args.pool
@@ -336,7 +375,7 @@ def evaluate(
 ) -> dict[tuple[str, str, int, int], list[Values]]:
     """Background-test scalars per (model, mask kind, probe count, probe set), per epoch."""
     out: dict[tuple[str, str, int, int], list[Values]] = {}
-    nets: dict[int, keras.Model] = {}
+    nets: dict[tuple[str, int], keras.Model] = {}
     t = time.perf_counter()
     for done, m in enumerate(models):
         out.update(evaluate_model(m, cache, args, nets))
@@ -349,17 +388,28 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="two models: a smoke test")
     parser.add_argument("--cache", type=Path, help="where trained weights go (kept between runs)")
-    parser.add_argument("--families", nargs="+", choices=CUES, default=list(CUES))
+    parser.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES))
     parser.add_argument(
         "--dose-families",
         nargs="+",
-        choices=CUES,
+        choices=FAMILIES,
         default=list(DOSE_FAMILIES),
         help="families trained at every dose; the others at chance and 0.95 only",
     )
     parser.add_argument("--doses", nargs="+", type=float, default=list(DOSES))
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument(
+        "--photo-epochs", type=int, default=20, help="epochs of the photographic families"
+    )
+    parser.add_argument(
+        "--archs",
+        nargs="*",
+        choices=sorted(ARCH_SIZE),
+        default=sorted(ARCH_SIZE),
+        help="keras.applications models trained on --arch-families at chance and 0.95",
+    )
+    parser.add_argument("--arch-families", nargs="*", choices=FAMILIES, default=["photo"])
     parser.add_argument("--n-train", type=int, default=3000)
     parser.add_argument("--size", type=int, default=24, help="image side (32 for distractor)")
     parser.add_argument("--pool", type=int, default=POOL, help="held-out probes per model")

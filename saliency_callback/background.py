@@ -274,7 +274,8 @@ def score(
       they follow neither (an unstable, untrained model, which also flips a lot). No labels
       needed, no extra forward pass.
     - `harm`, `harm_low`, `harm_high`: the estimated accuracy lost where the background
-      disagrees and its one-sided 95% bounds (`harm`; per probe in `per_probe["harm"]`).
+      disagrees and its one-sided 95% bounds (`harm`; per probe in `per_probe["harm"]`);
+      `harm_probes`: how many probes it rests on (NaN bounds below 2: "cannot tell").
     - with `test.classes`: `accuracy` (original probes), `only_fg_accuracy`,
       `only_bg_accuracy` (with `only_bg_chance` = 1/K), `mixed_rand_accuracy`,
       `mixed_same_accuracy` (the object's class is the right answer), and
@@ -333,6 +334,7 @@ def score(
         scalars["reliance"] = _mean(follows_bg - follows_obj, swapped)
         estimate, per_probe["harm"] = harm(test, original, variants)
         scalars.update(estimate.as_dict())
+        scalars["harm_probes"] = float(estimate.n)
     per_probe["flip"] = flips
     classes = test.classes
     if classes is not None:
