@@ -16,7 +16,9 @@ HARMFUL, HARMLESS = 0.25, 0.05
 BY_EPOCH = 3
 DEFAULT_PROBES = 16  # probes.DEFAULT_NUM_PROBES
 
-MASK_KINDS = ("mask", "box", "loose box", "shifted box", "mask, no labels")
+MASK_KINDS = ("mask", "box", "loose box", "shifted box", "mask, no labels", "mask, resample fill")
+PHOTO_KINDS = ("mask", "box", "mask, no labels", "mask, resample fill")
+"""The photographic families' mask kinds (with the proposals): their evaluation is the costlier."""
 PROPOSED_KINDS = ("proposed", "proposed box")
 Values = dict[str, float]
 
@@ -38,6 +40,18 @@ class Model:
     def key(self) -> str:
         tail = "" if self.arch == "cnn" else f"-{self.arch}"
         return f"{self.family}-{self.dose:.3f}-{self.seed}{tail}"
+
+    @property
+    def cell(self) -> str:
+        """The family, with the architecture when it is not the small CNN (the tables' column)."""
+        return self.family if self.arch == "cnn" else f"{self.family} ({self.arch})"
+
+
+def cells(models: list[Model], args: argparse.Namespace) -> list[str]:
+    """The tables' columns: the families in `--families` order, then the architecture cells."""
+    found = {m.cell for m in models}
+    plain = [f for f in args.families if f in found]
+    return plain + sorted(found - set(plain))
 
 
 def counts_for(kind: str, args: argparse.Namespace) -> list[int]:
@@ -66,12 +80,36 @@ where its predictions flip. Added after the held-out results showed the blur sho
 row reports it, it decides nothing."""
 RULES[ACCURACY_RULE] = (("harm_acc_low", 0.05),)
 DEFAULT_RULE = "harm_low > 0.05 (default)"
+READING_RULE = "harm_read_low > 0.05 (former default: backgrounds sorted by the model's reading)"
+"""The estimate before issue #26: each probe's two backgrounds sorted by what the model
+predicts from each background alone (`reading_harm`), kept to show its false alarms."""
+RULES[READING_RULE] = (("harm_read_low", 0.05),)
+STREAK_RULE = "harm_low > 0.05 at 2 logged epochs in a row"
+"""The default rule with `ShortcutAlarm(patience=2)`: the a-priori alternative for whole fits
+(a false alarm must then survive two epochs), reported beside the default."""
+RULES[STREAK_RULE] = (("harm_low", 0.05),)
+PATIENCE = {STREAK_RULE: 2}
+
+
+def alarm_epochs(series: list[Values], rule: str) -> list[bool]:
+    """Per epoch, whether the alarm fires there: the rule held at this epoch and at the
+    `PATIENCE[rule] - 1` epochs before it (as `ShortcutAlarm(patience=...)`; NaN breaks no
+    streak and continues none)."""
+    need, streak, out = PATIENCE.get(rule, 1), 0, []
+    for values in series:
+        value = values.get(RULES[rule][0][0], np.nan)
+        if fires(values, rule):
+            streak += 1
+        elif np.isfinite(value):
+            streak = 0
+        out.append(fires(values, rule) and streak >= need)
+    return out
 
 
 def first_alarm(series: list[Values], rule: str) -> int | None:
     """The first epoch (1-based) at which the rule fires (NaN never fires)."""
-    for epoch, values in enumerate(series, start=1):
-        if fires(values, rule):
+    for epoch, on in enumerate(alarm_epochs(series, rule), start=1):
+        if on:
             return epoch
     return None
 
@@ -121,8 +159,8 @@ def outcomes(
             late = harmful[0] + BY_EPOCH - 1
             timely = float(np.mean([f is not None and f <= late for f in firsts]))
         wrong = [
-            any(fires(v, rule) and m.harm_by_epoch[e] < HARMLESS for e, v in enumerate(series))
-            for series in sets
+            any(on and m.harm_by_epoch[e] < HARMLESS for e, on in enumerate(alarm_epochs(s, rule)))
+            for s in sets
         ]
         out.append(Outcome(m, by, ever, timely, float(np.mean(wrong))))
     return out
@@ -130,7 +168,7 @@ def outcomes(
 
 def rates(found: list[Outcome], family: str | None = None) -> tuple[float, int, float, int]:
     """(detection by epoch 3 on harm >= 0.25, its n, false alarms on harm < 0.05, its n)."""
-    found = [o for o in found if family is None or o.model.family == family]
+    found = [o for o in found if family is None or o.model.cell == family]
     harmful = [o.by_epoch for o in found if o.model.harm >= HARMFUL]
     harmless = [o.ever for o in found if o.model.harm < HARMLESS]
     mean = lambda x: float(np.mean(x)) if x else float("nan")  # noqa: E731
@@ -143,12 +181,23 @@ def cell(found: list[Outcome], family: str | None = None) -> str:
 
 
 def timely_cell(found: list[Outcome], family: str) -> str:
-    found = [o for o in found if family == "all" or o.model.family == family]
+    found = [o for o in found if family == "all" or o.model.cell == family]
     hit = [o.timely for o in found if np.isfinite(o.timely) and o.model.harm >= HARMFUL]
     wrong = [o.wrong_now for o in found if o.model.harm < HARMLESS]
     return f"{pct(np.mean(hit) if hit else np.nan)} ({len(hit)}) · " + (
         f"{pct(np.mean(wrong) if wrong else np.nan)} ({len(wrong)})"
     )
+
+
+def target_cell(found: list[Outcome], family: str) -> str:
+    """Issue #26's targets: among models with harm >= 0.25, the share alarmed within
+    `BY_EPOCH` epochs of becoming harmful; among models with harm < 0.05, the share alarmed at
+    any epoch of the whole fit."""
+    found = [o for o in found if family == "all" or o.model.cell == family]
+    hit = [o.timely for o in found if np.isfinite(o.timely) and o.model.harm >= HARMFUL]
+    false = [o.ever for o in found if o.model.harm < HARMLESS]
+    mean = lambda x: float(np.mean(x)) if x else float("nan")  # noqa: E731
+    return f"{pct(mean(hit))} ({len(hit)}) · {pct(mean(false))} ({len(false)})"
 
 
 def pct(x: float) -> str:
@@ -187,7 +236,7 @@ def auc_cell(
 ) -> str:
     scores: dict[bool, list[float]] = {True: [], False: []}
     for m in models:
-        if family is not None and m.family != family:
+        if family is not None and m.cell != family:
             continue
         if HARMLESS <= m.harm < HARMFUL:
             continue
@@ -203,14 +252,14 @@ def tables(
     models: list[Model],
     args: argparse.Namespace,
 ) -> list[str]:
-    families = [f for f in args.families if any(m.family == f for m in models)]
+    families = cells(models, args)
     kinds = [k for k in (*MASK_KINDS, *PROPOSED_KINDS) if any(r[1] == k for r in results)]
     n0 = counts_for("box", args)[0]
     out = []
     rows = []
     for family in families:
-        for dose in sorted({m.dose for m in models if m.family == family}):
-            ms = [m for m in models if (m.family, m.dose) == (family, dose)]
+        for dose in sorted({m.dose for m in models if m.cell == family}):
+            ms = [m for m in models if (m.cell, m.dose) == (family, dose)]
             harms = np.array([m.harm for m in ms])
             rows.append(
                 [
@@ -240,6 +289,21 @@ def tables(
         )
     )
     cols = [*families, "all"]
+    kinds_present = [k for k in (*MASK_KINDS, *PROPOSED_KINDS) if any(r[1] == k for r in results)]
+    out.append(
+        table(
+            f"The issue's targets, {n0} probes: alarmed within {BY_EPOCH} logged epochs of "
+            f"becoming harmful, models with harm >= {HARMFUL} (n) · alarmed at any epoch of the "
+            f"whole fit, models with harm < {HARMLESS} (n)",
+            ["masks", "rule", *cols],
+            [
+                [kind, rule]
+                + [target_cell(outcomes(results, models, rule, kind, n0), f) for f in cols]
+                for kind in kinds_present
+                for rule in (DEFAULT_RULE, STREAK_RULE, READING_RULE)
+            ],
+        )
+    )
     out.append(
         table(
             f"Decision rules, exact masks, {n0} probes: detection by epoch {BY_EPOCH} on models "
@@ -423,12 +487,12 @@ def plot(
         return np.array(xs), np.array(ys)
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    families = [f for f in args.families if any(m.family == f for m in models)]
+    families = cells(models, args)
     for family in families:
         found = [
             o
             for o in outcomes(results, models, DEFAULT_RULE, "mask", n0)
-            if o.model.family == family
+            if o.model.cell == family
         ]
         x, y = curve(found)
         false = rates(found)[2]

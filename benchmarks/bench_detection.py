@@ -66,6 +66,7 @@ from _detection_report import (  # noqa: F401 (re-exported: the tests read them 
     DEFAULT_RULE,
     END,
     MASK_KINDS,
+    PHOTO_KINDS,
     PROPOSED_KINDS,
     TWO_SIDED_RULE,
     Model,
@@ -237,7 +238,8 @@ def imperfect_boxes(boxes: np.ndarray, size: int, kind: str, seed: int) -> np.nd
 
 
 def pool_masks(pool: Any, seed: int) -> dict[str, tuple[np.ndarray, bool]]:
-    """Each mask kind's masks for the probe pool, and whether its tests use the labels."""
+    """Each mask kind's masks for the probe pool, and whether its tests use the labels
+    (`"mask, resample fill"`: the exact masks, the object's hole filled the former way)."""
     size = pool.images.shape[1]
     shape = pool.masks.shape
     boxes = boxes_of(pool.masks)
@@ -253,7 +255,10 @@ def pool_masks(pool: Any, seed: int) -> dict[str, tuple[np.ndarray, bool]]:
             True,
         ),
         "mask, no labels": (pool.masks, False),
+        "mask, resample fill": (pool.masks, True),
     }
+    if pool.cue in PHOTO_CUES:
+        kinds = {k: v for k, v in kinds.items() if k in PHOTO_KINDS}
     proposals = _proposals()
     if proposals is not None:
         proposed = proposals.propose_masks(pool.images)
@@ -285,12 +290,31 @@ def bonett_price_low(d: np.ndarray, alpha: float = 0.05) -> float:
     return float(max(up - down - stats.norm.ppf(1 - alpha) * se, -1.0))
 
 
+def reading_harm(test: Any, original: np.ndarray, variants: dict[str, np.ndarray]) -> tuple:
+    """The estimate before issue #26, for comparison: each probe's two backgrounds sorted by
+    what the model predicts from each background alone (`only_bg`), probes whose two
+    backgrounds read alike left out. (estimate, lower bound)."""
+    y = test.classes if test.classes is not None else bg.predicted_classes(original)
+    says = bg.predicted_classes(variants["only_bg"])
+    first, second = test.partners["mixed_same"], test.partners["mixed_rand"]
+    both = test.valid & (first >= 0) & (second >= 0)
+    d = calibration.paired_differences(
+        says[np.where(both, first, 0)] == y,
+        says[np.where(both, second, 0)] == y,
+        bg.class_probability(variants["mixed_same"], y),
+        bg.class_probability(variants["mixed_rand"], y),
+    )
+    d[~both] = np.nan
+    estimate = calibration.harm_estimate(d)
+    return estimate.harm, estimate.low
+
+
 def accuracy_harm(test: Any, original: np.ndarray, variants: dict[str, np.ndarray]) -> tuple:
     """The default estimate with each probe's term right/wrong instead of a probability:
-    (estimate, lower bound). Same swaps, same agreement (`background.swap_agreement`)."""
-    if not {"only_bg", "mixed_rand", "mixed_same"} <= set(variants):
+    (estimate, lower bound). Same swaps, same sorting (`background.swap_agreement`)."""
+    if not {"mixed_rand", "mixed_same"} <= set(variants):
         return float("nan"), float("nan")
-    y, same_agrees, rand_agrees, both = bg.swap_agreement(test, original, variants)
+    y, same_agrees, rand_agrees, both = bg.swap_agreement(test, original)
     d = calibration.paired_differences(
         same_agrees,
         rand_agrees,
@@ -302,7 +326,7 @@ def accuracy_harm(test: Any, original: np.ndarray, variants: dict[str, np.ndarra
     return (float(finite.mean()) if len(finite) else float("nan")), bonett_price_low(d)
 
 
-EVAL_VERSION = 3  # bump when the background tests change: cached evaluations are redone
+EVAL_VERSION = 4  # bump when the background tests change: cached evaluations are redone
 
 
 def evaluate_model(
@@ -341,7 +365,10 @@ def evaluate_model(
             for s in range(args.pool // n):
                 rows = np.arange(s * n, (s + 1) * n)
                 classes = pool.labels[rows] if labelled else None
-                test = bg.BackgroundTest.build(pool.images[rows], masks[rows], classes)
+                fill = "resample" if kind == "mask, resample fill" else "shift"
+                test = bg.BackgroundTest.build(
+                    pool.images[rows], masks[rows], classes, fill=fill
+                )
                 tests.append(((m.key, kind, n, s), rows, test))
     batch = np.concatenate([pool.images] + [test.batch for _, _, test in tests])
     new: dict[tuple[str, str, int, int], list[Values]] = {}
@@ -360,6 +387,10 @@ def evaluate_model(
             values["harm_acc"], values["harm_acc_low"] = accuracy_harm(
                 test, original[rows], variants
             )
+            if {"only_bg", "mixed_same", "mixed_rand"} <= set(variants):
+                values["harm_read"], values["harm_read_low"] = reading_harm(
+                    test, original[rows], variants
+                )
             new.setdefault(key, []).append(values)
     for kind in todo:
         mine = {f"{k}|{n}|{s}": v for (_, k, n, s), v in new.items() if k == kind}
@@ -428,8 +459,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--plot", type=Path, help="draw detection against harm into this PNG")
     args = parser.parse_args(argv)
     if args.quick:
-        args.families, args.dose_families, args.seeds = ["background_color"], [], 1
+        args.families, args.dose_families, args.seeds = ["background_color", "photo"], [], 1
         args.epochs, args.n_train, args.pool, args.probe_counts = 3, 1500, 16, [8, 16]
+        args.photo_epochs, args.archs = 3, []
     return args
 
 

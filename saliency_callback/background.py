@@ -51,21 +51,74 @@ def neutral_fill(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return np.where(masks[..., None], x, fill).astype(np.float32)
 
 
-def remove_objects(images: np.ndarray, masks: np.ndarray, seed: int = DEFAULT_SEED) -> np.ndarray:
-    """`only_bg`: each object pixel takes the value of a background pixel of the same image,
-    drawn at random (seeded).
+FILLS = ("shift", "resample")
+"""How `remove_objects` fills the object's hole: `"shift"` (the default) copies the same
+image's background from elsewhere, `"resample"` draws each pixel from the background at
+random."""
 
-    Resampling keeps the background's colours and noise and leaves no trace of the object's
-    outline on flat or noisy backgrounds (a nearest-pixel fill would leave streaks along the
-    silhouette, from which a shape classifier can still read the shape). On a structured
-    background (stripes, a scene) the filled region shows as unstructured texture. Images whose
+
+def _coverage(hole: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """For every shift `(dy, dx)` in `(-(H-1)..H-1, -(W-1)..W-1)`, how many pixels of `hole`
+    land on a `source` pixel when moved by it (a cross-correlation, via the FFT)."""
+    from scipy import signal
+
+    counts = signal.fftconvolve(source.astype(np.float64), hole[::-1, ::-1].astype(np.float64))
+    return np.rint(counts).astype(np.int64)
+
+
+def shift_fill(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The object's pixels replaced by a shifted copy of the same image's background.
+
+    A copy of another part of the background keeps what a per-pixel fill loses: the colour,
+    texture, grain and sharpness (a blurred background stays blurred inside the hole, a sharp
+    one sharp), and it leaves no streaks along the silhouette. The shift that covers the most
+    of the hole with background pixels is taken (the nearest among equals); what it leaves
+    uncovered (an object too large for one copy) takes the next best shift, until the hole is
+    full. The copy's own structure can meet the hole's edge in a seam.
+    """
+    h, w = mask.shape
+    out = image.copy()
+    background = ~mask
+    hole = mask.copy()
+    dy, dx = np.meshgrid(np.arange(-(h - 1), h), np.arange(-(w - 1), w), indexing="ij")
+    distance = dy**2 + dx**2
+    while hole.any():
+        counts = _coverage(hole, background)  # counts[h-1+dy, w-1+dx]: hole moved by (dy, dx)
+        best = np.flatnonzero(counts.reshape(-1) == counts.max())
+        k = best[np.argmin(distance.reshape(-1)[best])]
+        sy, sx = int(dy.reshape(-1)[k]), int(dx.reshape(-1)[k])
+        ys, xs = np.nonzero(hole)
+        ty, tx = ys + sy, xs + sx
+        inside = (ty >= 0) & (ty < h) & (tx >= 0) & (tx < w)
+        ok = np.zeros(len(ys), bool)
+        ok[inside] = background[ty[inside], tx[inside]]
+        out[ys[ok], xs[ok]] = image[ty[ok], tx[ok]]
+        hole[ys[ok], xs[ok]] = False
+    return out
+
+
+def remove_objects(
+    images: np.ndarray, masks: np.ndarray, seed: int = DEFAULT_SEED, fill: str = "shift"
+) -> np.ndarray:
+    """`only_bg`: the object removed, its pixels filled from the same image's background.
+
+    `fill="shift"` (the default, `shift_fill`): a shifted copy of the background, which keeps
+    its colour, texture, grain and sharpness. `fill="resample"`: each object pixel takes the
+    value of a background pixel of the same image drawn at random (seeded); it keeps the
+    colours but not the spatial structure, so a blurred background gets a sharp, noisy hole
+    (the benchmark's blur families measure the difference, docs/detection.md). Images whose
     mask is empty or covers everything are returned unchanged.
     """
+    if fill not in FILLS:
+        raise ValueError(f"expected `fill` to be one of {FILLS}, received {fill!r}")
     x = np.asarray(images, np.float32)
     out = x.copy()
     rng = np.random.default_rng(seed)
     for i, mask in enumerate(masks):
         if not mask.any() or mask.all():
+            continue
+        if fill == "shift":
+            out[i] = shift_fill(x[i], mask)
             continue
         background = x[i][~mask]
         out[i][mask] = background[rng.integers(0, len(background), int(mask.sum()))]
@@ -145,12 +198,14 @@ class BackgroundTest:
         masks: np.ndarray,
         classes: np.ndarray | None = None,
         seed: int = DEFAULT_SEED,
+        fill: str = "shift",
     ) -> BackgroundTest:
-        """Builds the variants of `images` `(N, H, W, C)` with bool `masks` `(N, H, W)`."""
+        """Builds the variants of `images` `(N, H, W, C)` with bool `masks` `(N, H, W)`;
+        `fill` is how `only_bg` fills the object's hole (`remove_objects`)."""
         masks = np.asarray(masks, bool)
         area = masks.mean(axis=(1, 2))
         valid = (area > 0) & (area < 1)
-        only_bg = remove_objects(images, masks, seed)
+        only_bg = remove_objects(images, masks, seed, fill)
         partners = {
             "mixed_rand": pair_probes(valid, classes, same=False, seed=seed),
             "mixed_same": pair_probes(valid, classes, same=True, seed=seed),
@@ -207,23 +262,25 @@ def class_probability(outputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
 
 
 def swap_agreement(
-    test: BackgroundTest, original: np.ndarray, variants: dict[str, np.ndarray]
+    test: BackgroundTest, original: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Which of each probe's two swaps puts its object on a background that says its class.
+    """Which of each probe's two swaps puts its object on a background of its own class.
 
-    What a background says is the model's prediction on it alone (`only_bg`); the probe's
-    class is its label, or the model's prediction on it without labels.
+    A background's class is the class of the probe it comes from: its label, or without labels
+    the model's prediction on that probe's whole image (object and background together), never
+    what the model reads from the background alone (see `calibration`: sorting by that
+    reading selects the composites that the background pushes, shortcut or not). With labels
+    the `mixed_same` partner always shares the class and the `mixed_rand` one never does.
 
     Returns:
         `(classes, same_agrees, rand_agrees, both)`: int `(N,)` the class of each probe; bool
-        `(N,)` whether its `mixed_same` background says that class, and its `mixed_rand` one;
-        bool `(N,)` the probes with both swaps (the others' agreement is meaningless).
+        `(N,)` whether its `mixed_same` partner has its class, and its `mixed_rand` one; bool
+        `(N,)` the probes with both swaps (the others' agreement is meaningless).
     """
     y = test.classes if test.classes is not None else predicted_classes(original)
-    says = predicted_classes(variants["only_bg"])
     first, second = test.partners["mixed_same"], test.partners["mixed_rand"]
     both = test.valid & (first >= 0) & (second >= 0)
-    return y, says[np.where(both, first, 0)] == y, says[np.where(both, second, 0)] == y, both
+    return y, y[np.where(both, first, 0)] == y, y[np.where(both, second, 0)] == y, both
 
 
 def harm(
@@ -235,12 +292,12 @@ def harm(
     """The estimated accuracy lost where the background disagrees, and its per-probe terms.
 
     Each probe's object on its two partners' backgrounds (`mixed_same`, `mixed_rand`), sorted
-    by `swap_agreement` (see `calibration`).
+    by the partners' classes (`swap_agreement`, see `calibration`).
     """
     n = len(original)
-    if not {"only_bg", "mixed_rand", "mixed_same"} <= set(variants):
+    if not {"mixed_rand", "mixed_same"} <= set(variants):
         return calibration.harm_estimate(np.array([])), np.full(n, np.nan)
-    y, same_agrees, rand_agrees, both = swap_agreement(test, original, variants)
+    y, same_agrees, rand_agrees, both = swap_agreement(test, original)
     d = calibration.paired_differences(
         same_agrees,
         rand_agrees,

@@ -2,29 +2,45 @@
 
 The user's own definition of a background shortcut is its harm: accuracy on images whose
 background agrees with the class minus accuracy on images whose background disagrees. The
-background tests (`saliency_callback.background`) paste each probe's object onto two other
-probes' backgrounds (`mixed_same` and `mixed_rand`) and show the model each background alone
-(`only_bg`, the object removed). What a background "says" is what the model predicts from it
-alone: the cue it has learned, whatever that cue is (a tint, a patch, a second shape). For
-probe `i` of class `y` (its label, or the model's prediction on it without labels), when one
-of its two backgrounds says `y` and the other does not,
+background tests (`saliency_callback.background`) paste each probe's object onto the
+backgrounds of two other probes: one of its own class (`mixed_same`) and one of another class
+(`mixed_rand`). For probe `i` of class `y`,
 
-    d_i = P(y | object i on the background that says y)
-        - P(y | object i on the background that says another class)
+    d_i = P(y | object i on the background of a probe of class y)
+        - P(y | object i on the background of a probe of another class)
 
-is that probe's share of the harm: about 0 for a model that ignores the background (the two
-composites differ only by their backgrounds, so under that hypothesis `d_i` is symmetric about
-0), 1 for a model that reads only the background. Probes whose two backgrounds both agree or
-both disagree carry no information and are left out. Probabilities rather than right/wrong make
-every probe count: a partial shortcut moves the probability on most probes even where it flips
-the class on a few.
+is that probe's share of the harm (the paired form of the Backgrounds Challenge's BG-Gap,
+Xiao et al. 2021: Mixed-Same minus Mixed-Rand). A background's class is its probe's label, or
+without labels the model's prediction on that probe's whole image.
 
-`harm_estimate` averages the `d_i` and puts a Student-t confidence interval around the mean
-from the probes' own spread, so the decision "the lower bound is above a margin" has the same
-false-alarm rate with 8 probes or 64: more probes give a narrower interval, not another
-threshold. (The Backgrounds Challenge's BG-Gap, Xiao et al. 2021, compares same-class and
-other-class backgrounds over a whole test set; this is its paired, per-probe form, with the
-backgrounds sorted by what the model reads from them.)
+**The null hypothesis, and why it holds for real models.** Every CNN is moved by what is behind
+the object: a photograph's edges and blobs push each prediction a little. The estimate does not
+assume otherwise. It assumes only that a model which has learned no class–background
+association is pushed the same way, on average, by the backgrounds of its own class and by
+those of other classes: then `E[d_i] = 0`, however sensitive the model is to backgrounds.
+That holds when the backgrounds are sorted by something the push cannot change (the probes'
+labels). The former estimate sorted them by what the model reads from each background alone;
+a model that reads a photograph as "1" is also pushed towards "1" by it with an object pasted
+on, so that sorting selected the pushed composites and alarmed on healthy models
+(docs/detection.md, the photographic families).
+
+**What it measures, and where it fails.**
+- It is diluted by how often the probes' backgrounds carry their class's cue: the estimate is
+  about `(s - (1 - s) / (K - 1)) * harm` when a share `s` of the probes' backgrounds carry
+  their own class's cue among `K` classes. Probes drawn like the training data (a validation
+  split) have the training data's share; the dilution makes the alarm later, never falser.
+- It compares backgrounds across probes: a cue that a probe's object carries (a colour of the
+  object itself) or that sits inside the masks is not a background cue and is not measured.
+- Probes unlike the training data (another camera, other scenes) estimate the harm on those
+  images, not on the training distribution.
+- It needs at least two probes of a class for a `mixed_same` partner: with one probe per class
+  nothing can be estimated ("cannot tell", never "all clear").
+
+Probabilities rather than right/wrong make every probe count: a partial shortcut moves the
+probability on most probes even where it flips the class on a few. `harm_estimate` averages
+the `d_i` and puts a Student-t confidence interval around the mean from the probes' own
+spread, so the decision "the lower bound is above a margin" has the same false-alarm rate
+with 8 probes or 64: more probes give a narrower interval, not another threshold.
 
 Pure numpy/scipy; never imports the callback.
 """
