@@ -105,13 +105,54 @@ def test_object_removal_resamples_the_images_own_background():
     images = rng.random((2, 8, 8, 3)).astype(np.float32)
     masks = np.zeros((2, 8, 8), bool)
     masks[:, 2:5, 3:7] = True
-    filled = bg.remove_objects(images, masks, seed=1)
+    filled = bg.remove_objects(images, masks, seed=1, fill="resample")
     for x, m, f in zip(images, masks, filled, strict=True):
         np.testing.assert_array_equal(f[~m], x[~m])  # the background is untouched
         background = {tuple(p) for p in x[~m]}
         assert all(tuple(p) in background for p in f[m])  # every filled pixel is from it
         assert not any(tuple(p) in background for p in x[m])  # (the object's were not)
-    np.testing.assert_array_equal(bg.remove_objects(images, masks, seed=1), filled)
+    np.testing.assert_array_equal(bg.remove_objects(images, masks, 1, "resample"), filled)
+    with pytest.raises(ValueError, match="fill"):
+        bg.remove_objects(images, masks, fill="inpaint")
+
+
+def _high_frequency(x: np.ndarray, where: np.ndarray) -> float:
+    """Mean squared difference between horizontally adjacent pixels both in `where`."""
+    both = where[:, 1:] & where[:, :-1]
+    return float((np.diff(x, axis=1) ** 2).sum(-1)[both].mean())
+
+
+def test_the_shift_fill_copies_the_background_and_keeps_its_sharpness():
+    """A blurred background stays blurred inside the hole and a sharp one sharp: the hole is a
+    copy of the same image's background at one offset (the object fits in one copy), and its
+    pixel-to-pixel differences match the background's own, where a per-pixel resampling makes
+    a blurred background's hole sharp and noisy."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    noise = rng.random((2, 32, 32, 3)).astype(np.float32)
+    images = np.stack([ndimage.gaussian_filter(noise[0], (2, 2, 0)), noise[1]])
+    masks = np.zeros((2, 32, 32), bool)
+    masks[:, 10:18, 12:19] = True
+    masks[:, 18:24, 14:16] = True  # not a rectangle
+    shifted = bg.remove_objects(images, masks)
+    resampled = bg.remove_objects(images, masks, fill="resample")
+    for x, m, f, r in zip(images, masks, shifted, resampled, strict=True):
+        np.testing.assert_array_equal(f[~m], x[~m])
+        ys, xs = np.nonzero(m)
+        offsets = {
+            (dy, dx)
+            for dy in range(-31, 32)
+            for dx in range(-31, 32)
+            if (0 <= ys + dy).all() and (ys + dy < 32).all() and (0 <= xs + dx).all()
+            and (xs + dx < 32).all() and not m[ys + dy, xs + dx].any()
+            and np.array_equal(f[ys, xs], x[ys + dy, xs + dx])
+        }
+        assert offsets  # one copy of the background, from one offset
+        own = _high_frequency(x, ~m)
+        assert _high_frequency(f, m) == pytest.approx(own, rel=0.35)
+    blurred_own = _high_frequency(images[0], ~masks[0])
+    assert _high_frequency(resampled[0], masks[0]) > 5 * blurred_own  # what the former lost
 
 
 def test_pairing_is_deterministic_across_processes_and_respects_classes():
