@@ -490,9 +490,7 @@ def plot(
     families = cells(models, args)
     for family in families:
         found = [
-            o
-            for o in outcomes(results, models, DEFAULT_RULE, "mask", n0)
-            if o.model.cell == family
+            o for o in outcomes(results, models, DEFAULT_RULE, "mask", n0) if o.model.cell == family
         ]
         x, y = curve(found)
         false = rates(found)[2]

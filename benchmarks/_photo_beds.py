@@ -72,13 +72,13 @@ def _photo_files() -> list[Path]:
     return files
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def photographs() -> tuple[Image.Image, ...]:
     """Every photograph, as RGB PIL images (gray ones repeated over three channels)."""
     return tuple(Image.open(f).convert("RGB") for f in _photo_files())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _font(size: int) -> ImageFont.FreeTypeFont:
     import matplotlib
 

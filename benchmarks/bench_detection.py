@@ -103,7 +103,12 @@ def data(family: str, n: int, agreement: float, seed: int, size: int, bed_seed: 
     from `bed_seed`, the model's seed, so one model's training, test and probes share it."""
     if family in PHOTO_CUES:
         return make_photo_data(
-            n, max(size, PHOTO_SIZE), NUM_CLASSES, agreement, cue=family, bed_seed=bed_seed,
+            n,
+            max(size, PHOTO_SIZE),
+            NUM_CLASSES,
+            agreement,
+            cue=family,
+            bed_seed=bed_seed,
             seed=seed,
         )
     if family == "distractor":
@@ -366,9 +371,7 @@ def evaluate_model(
                 rows = np.arange(s * n, (s + 1) * n)
                 classes = pool.labels[rows] if labelled else None
                 fill = "resample" if kind == "mask, resample fill" else "shift"
-                test = bg.BackgroundTest.build(
-                    pool.images[rows], masks[rows], classes, fill=fill
-                )
+                test = bg.BackgroundTest.build(pool.images[rows], masks[rows], classes, fill=fill)
                 tests.append(((m.key, kind, n, s), rows, test))
     batch = np.concatenate([pool.images] + [test.batch for _, _, test in tests])
     new: dict[tuple[str, str, int, int], list[Values]] = {}

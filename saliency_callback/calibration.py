@@ -15,7 +15,7 @@ without labels the model's prediction on that probe's whole image.
 
 **The null hypothesis, and why it holds for real models.** Every CNN is moved by what is behind
 the object: a photograph's edges and blobs push each prediction a little. The estimate does not
-assume otherwise. It assumes only that a model which has learned no class–background
+assume otherwise. It assumes only that a model which has learned no class-background
 association is pushed the same way, on average, by the backgrounds of its own class and by
 those of other classes: then `E[d_i] = 0`, however sensitive the model is to backgrounds.
 That holds when the backgrounds are sorted by something the push cannot change (the probes'

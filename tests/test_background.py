@@ -137,15 +137,15 @@ def test_the_shift_fill_copies_the_background_and_keeps_its_sharpness():
     masks[:, 18:24, 14:16] = True  # not a rectangle
     shifted = bg.remove_objects(images, masks)
     resampled = bg.remove_objects(images, masks, fill="resample")
-    for x, m, f, r in zip(images, masks, shifted, resampled, strict=True):
+    for x, m, f in zip(images, masks, shifted, strict=True):
         np.testing.assert_array_equal(f[~m], x[~m])
         ys, xs = np.nonzero(m)
         offsets = {
             (dy, dx)
             for dy in range(-31, 32)
             for dx in range(-31, 32)
-            if (0 <= ys + dy).all() and (ys + dy < 32).all() and (0 <= xs + dx).all()
-            and (xs + dx < 32).all() and not m[ys + dy, xs + dx].any()
+            if ((ys + dy >= 0) & (ys + dy < 32) & (xs + dx >= 0) & (xs + dx < 32)).all()
+            and not m[ys + dy, xs + dx].any()
             and np.array_equal(f[ys, xs], x[ys + dy, xs + dx])
         }
         assert offsets  # one copy of the background, from one offset
