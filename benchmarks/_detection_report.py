@@ -190,12 +190,13 @@ def timely_cell(found: list[Outcome], family: str) -> str:
 
 
 def target_cell(found: list[Outcome], family: str) -> str:
-    """Issue #26's targets: among models with harm >= 0.25, the share alarmed within
-    `BY_EPOCH` epochs of becoming harmful; among models with harm < 0.05, the share alarmed at
-    any epoch of the whole fit."""
+    """Issue #26's targets: among models with harm >= 0.25 after the last epoch, the share
+    alarmed within `BY_EPOCH` epochs of becoming harmful; among models whose harm stayed below
+    0.05 at every epoch of the fit (no shortcut at any time), the share alarmed at any epoch.
+    (A model that learned a shortcut and later unlearned it is not a harmless one.)"""
     found = [o for o in found if family == "all" or o.model.cell == family]
     hit = [o.timely for o in found if np.isfinite(o.timely) and o.model.harm >= HARMFUL]
-    false = [o.ever for o in found if o.model.harm < HARMLESS]
+    false = [o.ever for o in found if max(o.model.harm_by_epoch, default=1.0) < HARMLESS]
     mean = lambda x: float(np.mean(x)) if x else float("nan")  # noqa: E731
     return f"{pct(mean(hit))} ({len(hit)}) · {pct(mean(false))} ({len(false)})"
 
@@ -294,7 +295,7 @@ def tables(
         table(
             f"The issue's targets, {n0} probes: alarmed within {BY_EPOCH} logged epochs of "
             f"becoming harmful, models with harm >= {HARMFUL} (n) · alarmed at any epoch of the "
-            f"whole fit, models with harm < {HARMLESS} (n)",
+            f"whole fit, models whose harm stayed < {HARMLESS} at every epoch (n)",
             ["masks", "rule", *cols],
             [
                 [kind, rule]
@@ -544,8 +545,9 @@ def report(
     print("\n" + text)
     if args.markdown is not None:
         head = (
-            f"{len(models)} models (seeds {seed_range(models)}), {args.epochs} epochs of "
-            f"{args.n_train} images.\n\n"
+            f"{len(models)} models (seeds {seed_range(models)}), {args.n_train} training "
+            f"images; {args.epochs} epochs (synthetic families), {args.photo_epochs} "
+            f"(photographic), {args.arch_epochs} (MobileNetV2).\n\n"
         )
         write_section(args.markdown, "bench_detection", head + text, command, load_start)
     if args.plot is not None:

@@ -68,6 +68,8 @@ from _detection_report import (  # noqa: F401 (re-exported: the tests read them 
     MASK_KINDS,
     PHOTO_KINDS,
     PROPOSED_KINDS,
+    READING_RULE,
+    STREAK_RULE,
     TWO_SIDED_RULE,
     Model,
     Values,
@@ -133,9 +135,12 @@ def network(arch: str, size: int, seed: int) -> keras.Model:
     return model
 
 
-def epochs_of(family: str, args: argparse.Namespace) -> int:
-    """Photographic families train for `--photo-epochs` (a whole fit's false alarms)."""
-    return args.photo_epochs if family in PHOTO_CUES else args.epochs
+def epochs_of(m: Model, args: argparse.Namespace) -> int:
+    """Photographic families train for `--photo-epochs` (a whole fit's false alarms), the
+    keras.applications cell for `--arch-epochs`."""
+    if m.arch != "cnn":
+        return args.arch_epochs
+    return args.photo_epochs if m.family in PHOTO_CUES else args.epochs
 
 
 def small_cnn(size: int, seed: int) -> keras.Model:
@@ -185,7 +190,7 @@ def train(model_spec: Model, cache: Path, args: argparse.Namespace) -> Model:
     model.fit(
         trainset.images,
         trainset.labels,
-        epochs=epochs_of(model_spec.family, args),
+        epochs=epochs_of(model_spec, args),
         batch_size=64,
         verbose=0,
         callbacks=[_SaveEachEpoch(folder, test, model_spec)],
@@ -375,7 +380,7 @@ def evaluate_model(
                 tests.append(((m.key, kind, n, s), rows, test))
     batch = np.concatenate([pool.images] + [test.batch for _, _, test in tests])
     new: dict[tuple[str, str, int, int], list[Values]] = {}
-    for epoch in range(1, epochs_of(m.family, args) + 1):
+    for epoch in range(1, epochs_of(m, args) + 1):
         net.load_weights(cache / m.key / f"epoch{epoch}.weights.h5")
         outputs = net.predict(batch, batch_size=2048, verbose=0)
         original, offset = outputs[: args.pool], args.pool
@@ -443,6 +448,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         default=sorted(ARCH_SIZE),
         help="keras.applications models trained on --arch-families at chance and 0.95",
     )
+    parser.add_argument(
+        "--arch-epochs", type=int, default=12, help="epochs of the keras.applications cell"
+    )
     parser.add_argument("--arch-families", nargs="*", choices=FAMILIES, default=["photo"])
     parser.add_argument("--n-train", type=int, default=3000)
     parser.add_argument("--size", type=int, default=24, help="image side (32 for distractor)")
@@ -476,8 +484,10 @@ def main(argv: list[str] | None = None) -> int:
         specs = grid(args)
         print(
             f"TensorFlow/Keras {keras.__version__}, {os.cpu_count()} CPUs, load average "
-            f"{os.getloadavg()[0]:.1f}; {len(specs)} models, {args.epochs} epochs of "
-            f"{args.n_train} images {args.size}x{args.size}",
+            f"{os.getloadavg()[0]:.1f}; {len(specs)} models, {args.n_train} training images; "
+            f"{args.epochs} epochs at {args.size}x{args.size} (synthetic), {args.photo_epochs} at "
+            f"{PHOTO_SIZE}x{PHOTO_SIZE} (photographic), {args.arch_epochs} at "
+            f"{ARCH_SIZE['mobilenetv2']}x{ARCH_SIZE['mobilenetv2']} (MobileNetV2)",
             flush=True,
         )
         models = []

@@ -54,18 +54,37 @@ def test_quick_detection_benchmark(tmp_path, capsys):
     assert "stale table" not in text and text.count(module.BEGIN) == 1
     tables = parse_tables(text)
     assert tables == parse_tables(printed[printed.index("### ") :])  # the same tables printed
-    assert len(tables) == 8  # truth, rules, mask kinds, alternatives, AUC, per-epoch harm,
-    # probe count, estimate
+    assert len(tables) == 9  # truth, the issue's targets, rules, mask kinds, alternatives,
+    # AUC, per-epoch harm, probe count, estimate
 
     truth = next(rows for title, rows in tables.items() if title.startswith("Ground truth"))
     harm = {float(r["cue share"]): float(r["harm (mean)"]) for r in truth}
     assert set(harm) == {0.33, 0.95}
-    assert harm[0.95] >= 0.9  # the shortcut model really relies on the cue
-    assert harm[0.33] < 0.05  # the clean one does not
+    assert [r["family"] for r in truth] == ["background_color"] * 2 + ["photo"] * 2
+    shortcut = {r["family"]: float(r["harm (mean)"]) for r in truth if r["cue share"] == "0.95"}
+    assert min(shortcut.values()) >= 0.9  # both shortcut models really rely on the cue
+    clean = {r["family"]: float(r["harm (mean)"]) for r in truth if r["cue share"] == "0.33"}
+    assert clean["background_color"] < 0.05  # the flat-colour clean one does not
+
+    targets = next(rows for title, rows in tables.items() if title.startswith("The issue's"))
+    assert {r["rule"] for r in targets} == {
+        module.DEFAULT_RULE,
+        module.STREAK_RULE,
+        module.READING_RULE,
+    }
+    assert {r["masks"] for r in targets} >= {"mask", "box", "mask, resample fill", "proposed"}
+    for row in targets:  # each column is one family: models counted there, never elsewhere
+        n_hits = [rates(row[f])[1] for f in ("background_color", "photo")]
+        assert rates(row["all"])[1] == sum(n_hits)
+    default_mask = next(
+        r for r in targets if (r["masks"], r["rule"]) == ("mask", module.DEFAULT_RULE)
+    )
+    assert rates(default_mask["photo"])[:2] == (1.0, 1)  # the photographic shortcut, in time
 
     rules = next(rows for title, rows in tables.items() if title.startswith("Decision rules"))
     default = next(r for r in rules if r["rule"] == module.DEFAULT_RULE)
-    assert rates(default["all"]) == (1.0, 1, 0.0, 1)  # fires on the shortcut model only
+    hit, n_hit, false, n_false = rates(default["all"])
+    assert (hit, n_hit) == (1.0, 2) and n_false >= 1 and false == 0.0  # shortcut models only
     kinds = next(rows for title, rows in tables.items() if title.startswith("Mask kinds"))
     assert {r["masks"] for r in kinds} >= {"mask", "box", "loose box", "shifted box"}
     assert rates(next(r for r in kinds if r["masks"] == "box")["all"])[0] == 1.0
@@ -141,31 +160,42 @@ def test_right_wrong_terms_and_their_paired_binary_bound():
     assert np.isnan(module.bonett_price_low(np.array([np.nan])))
 
     # The terms: three probes, classes 0, 1, 2, each object on a same-class and an other-class
-    # background; what each background says comes from `only_bg`.
+    # background. The default sorts the two by the partners' labels; the former estimate
+    # (`reading_harm`) by what each background alone says (`only_bg`).
     from saliency_callback import background as bg
 
     test = bg.BackgroundTest(
-        valid=np.ones(3, bool),
-        partners={"mixed_same": np.array([1, 2, 0]), "mixed_rand": np.array([2, 0, 1])},
+        valid=np.ones(4, bool),
+        partners={"mixed_same": np.array([1, 0, 3, 2]), "mixed_rand": np.array([2, 3, 0, 1])},
         images={},
-        classes=np.array([0, 1, 2]),
+        classes=np.array([0, 0, 1, 1]),
     )
-    eye = np.eye(3)
+    eye = np.eye(2)
     variants = {
-        "only_bg": eye[[1, 2, 0]],  # probe j's background says class j+1: partner "same"
-        # of probe i is i+1, so it says i+2; partner "rand" i+2 says i. Probe i's rand
-        # background agrees with it, its same background does not.
-        "mixed_same": eye[[1, 1, 0]],  # right only for probe 1
-        "mixed_rand": eye[[0, 1, 2]],  # right for all
+        # Each probe's same-class partner's background alone reads as the other class, and its
+        # other-class partner's as its own: the reading contradicts the labels everywhere.
+        "only_bg": eye[[1, 1, 0, 0]],
+        "mixed_same": eye[[1, 0, 0, 0]],  # right only for probe 1
+        "mixed_rand": eye[[0, 0, 1, 1]],  # right for all
     }
-    original = eye
-    y, same_agrees, rand_agrees, both = bg.swap_agreement(test, original, variants)
-    assert y.tolist() == [0, 1, 2] and both.all()
-    assert not same_agrees.any() and rand_agrees.all()
+    original = eye[[0, 0, 1, 1]]
+    y, same_agrees, rand_agrees, both = bg.swap_agreement(test, original)
+    assert y.tolist() == [0, 0, 1, 1] and both.all()
+    assert same_agrees.all() and not rand_agrees.any()  # by label, whatever the reading
     estimate, low = module.accuracy_harm(test, original, variants)
-    # terms: agreeing (rand) right minus disagreeing (same) right = [1, 0, 1]
-    assert estimate == pytest.approx(2 / 3)
-    assert low == pytest.approx(module.bonett_price_low(np.array([1.0, 0.0, 1.0])))
+    # terms: same-class background right minus other-class background right
+    assert estimate == pytest.approx(-3 / 4)
+    assert low == pytest.approx(module.bonett_price_low(np.array([-1.0, 0.0, -1.0, -1.0])))
+    read, read_low = module.reading_harm(test, original, variants)
+    # sorted by the reading, the other-class background "agrees": P(rand) - P(same)
+    assert read == pytest.approx(3 / 4)
+    assert read_low == pytest.approx(cal_low(np.array([1.0, 0.0, 1.0, 1.0])))
+
+
+def cal_low(d: np.ndarray) -> float:
+    from saliency_callback import calibration
+
+    return calibration.harm_estimate(d).low
 
 
 def test_boxes_and_imperfect_boxes():
