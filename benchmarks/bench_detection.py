@@ -449,7 +449,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="keras.applications models trained on --arch-families at chance and 0.95",
     )
     parser.add_argument(
-        "--arch-epochs", type=int, default=12, help="epochs of the keras.applications cell"
+        "--arch-epochs", type=int, default=20, help="epochs of the keras.applications cell"
     )
     parser.add_argument("--arch-families", nargs="*", choices=FAMILIES, default=["photo"])
     parser.add_argument("--n-train", type=int, default=3000)
