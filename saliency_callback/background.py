@@ -8,8 +8,10 @@ counterfactual versions, built once from the fixed probes (they never change bet
   set's mean colour (per channel, over all probes and pixels). A constant colour carries no
   class information, and unlike black (the challenge's fill) it is neutral whatever the input
   range (0..1, 0..255, or standardised inputs where 0 is already a colour).
-- `only_bg`: the object removed, each of its pixels replaced by a background pixel of the same
-  image drawn at random (seeded): the background's colours and noise, no outline of the object.
+- `only_bg`: the object removed, its hole filled with a shifted copy of the same image's
+  background (`shift_fill`): the background's colours, texture, grain and sharpness, no outline
+  of the object. (A per-pixel resampling, the former fill, puts sharp noise into a blurred
+  background and loses a blur cue; `benchmarks/bench_fills.py` measures both.)
 - `mixed_rand`: the object pasted onto another probe's `only_bg` background. The partner is
   drawn once, from a fixed seed, among probes of another class when labels exist (none when
   every probe has the same class; any other probe without labels), so every epoch and every

@@ -118,7 +118,7 @@ def paired_differences(
     background disagrees; NaN where both agree or both disagree (no information).
 
     Args:
-        agree_first: bool `(N,)`: whether the probe's first background says its class.
+        agree_first: bool `(N,)`: whether the probe's first background is of its class.
         agree_second: bool `(N,)`: the same for its second background.
         p_first: `(N,)` the probability of the probe's class on the first composite.
         p_second: `(N,)` the same on the second composite.
