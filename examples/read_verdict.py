@@ -54,13 +54,17 @@ for run in runs:
 # ## The verdict
 #
 # The alarm's decisions are logged as text (`saliency/alarm_message`) at the step it fired.
-# A run logged without an alarm has no verdict, only signals.
+# Where it could not judge the latest step (e.g. a harm estimate resting on fewer than two
+# probes), the verdict is "cannot tell", not "no alarm". A run logged without an alarm has no
+# verdict, only signals.
 
 # %%
 for run in runs:
     if run.alarms:
         step, message = run.alarms[0]
         print(f"{run.name}: SHORTCUT (alarm at step {step}): {message}")
+    elif run.verdict["state"] == "cannot_tell":
+        print(f"{run.name}: {run.verdict['reason']}")
     elif run.has_alarm:
         print(f"{run.name}: no alarm in {len(run.steps)} logged steps")
     else:

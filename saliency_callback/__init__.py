@@ -81,6 +81,7 @@ _SUBMODULES = (
     "tensorboard_plugin",
     "textures",
     "timeline",
+    "unmeasured",
     "worker",
     "writer",
 )
@@ -115,6 +116,7 @@ if TYPE_CHECKING:
     from saliency_callback import tensorboard_plugin as tensorboard_plugin
     from saliency_callback import textures as textures
     from saliency_callback import timeline as timeline
+    from saliency_callback import unmeasured as unmeasured
     from saliency_callback import worker as worker
     from saliency_callback import writer as writer
     from saliency_callback.alarm import AlarmEvent, ShortcutAlarm

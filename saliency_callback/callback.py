@@ -7,6 +7,7 @@ The callback only wires parts together: `probes` (validated arrays), `engine` (m
 from __future__ import annotations
 
 import functools
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ from saliency_callback.postprocess import Normalization, Reduction
 from saliency_callback.probes import ObjectRegions, Probes, load_probes, locate_objects
 from saliency_callback.resume import read_history, replay_alarm, replay_chances
 from saliency_callback.timeline import Timeline
+from saliency_callback.unmeasured import Unmeasured, alarm_cannot_judge, empty_mask_signals
 from saliency_callback.worker import BACKGROUND_DESCRIPTION, StepPayload, StepWriter, Worker
 from saliency_callback.writer import RunWriter, check_log_dir
 
@@ -90,10 +92,15 @@ class SaliencyCallback(keras.callbacks.Callback):
       `saliency/rank_in_mask` and `saliency/mass_in_mask_chance` (the masks' area fraction).
       The means are also added to Keras's `logs` as `saliency_mass_in_mask`, ... so
       `CSVLogger`, `History` and `EarlyStopping` see them (on logged epochs);
-    - with an `alarm`: the scalar `saliency/alarm` (1 when the alarm fires, else 0),
-      `saliency/alarm_limit/<signal>` (the threshold at that epoch, on the watched signal) and
-      the text `saliency/alarm_message` explaining it; `saliency/nonfinite` marks epochs whose
-      outputs were NaN/inf (their images are skipped).
+    - with an `alarm`: the scalar `saliency/alarm` (1 when the alarm fires, 0 when it judged
+      the epoch clear; not written where it cannot judge, e.g. a harm resting on fewer than 2
+      probes), `saliency/alarm_limit/<signal>` (the threshold at that epoch, on the watched
+      signal) and the text `saliency/alarm_message` explaining it; `saliency/nonfinite` marks
+      epochs whose outputs were NaN/inf (their images are skipped).
+
+    A scalar that cannot be measured at an epoch (NaN or inf) is not written at that epoch, to
+    TensorBoard or to Keras's `logs`; a warning says which and why, once per fit
+    (`saliency_callback.unmeasured`).
 
     Each panel carries its caption in the pixels (TensorBoard cannot caption images): probe
     index, true label, predicted class and confidence. Method and parameters are in the
@@ -302,6 +309,7 @@ class SaliencyCallback(keras.callbacks.Callback):
         self._background: _background.BackgroundTest | None = None
         self._regions: ObjectRegions | None = None
         self._epoch_start = EpochStartWatch()
+        self._unmeasured = Unmeasured()
         self._display_range: tuple[float, float] | None = None
         self._is_chief = True
 
@@ -462,7 +470,7 @@ class SaliencyCallback(keras.callbacks.Callback):
                 f"{_NAME}: every probe in the background tests has class "
                 f"{self._name(int(taking_part[0]))}; swapping backgrounds within one class "
                 "cannot show whether the model reads the background, so flip_rate, reliance "
-                "and gap are not measured (NaN). Add probes of other classes.",
+                "and gap are not measured (not logged). Add probes of other classes.",
                 stacklevel=4,
             )
 
@@ -475,6 +483,7 @@ class SaliencyCallback(keras.callbacks.Callback):
         if self.alarm is not None:
             self.alarm.reset()
         self._alarm_warned_missing = False
+        self._unmeasured.reset(known=empty_mask_signals(self.probes.masks))  # (said in init)
         self._is_chief = _is_chief(self.model)
         self._setup()  # errors here are the user's configuration: raise before training
         self._warm_up()
@@ -636,6 +645,10 @@ class SaliencyCallback(keras.callbacks.Callback):
         message = None
         if self.alarm is not None and not initial:
             message = self._update_alarm(step, signals, scalars)
+        labelled = self._label_ids is not None
+        scalars, why = self._unmeasured.keep(step, scalars, len(self.probes), labelled)
+        if why is not None:  # NaN/inf is never written; which and why, once per fit
+            warnings.warn(f"{_NAME}: {why}", stacklevel=3)
         self._submit(
             StepPayload(step, scalars, result.maps, captions, background_captions, message)
         )
@@ -651,7 +664,7 @@ class SaliencyCallback(keras.callbacks.Callback):
         self, name: str, mean: float, step: int, logs: dict[str, Any] | None, to_logs: bool = True
     ) -> None:
         self.history.setdefault(name, []).append((step, mean))
-        if logs is not None and to_logs:
+        if logs is not None and to_logs and math.isfinite(mean):  # never NaN in Keras's logs
             logs["saliency_" + name.replace("/", "_")] = mean
 
     def _scalars(
@@ -745,8 +758,7 @@ class SaliencyCallback(keras.callbacks.Callback):
         signal = signals.get(self.alarm.monitor)
         background_monitor = self.alarm.monitor.startswith("background/")
         if signal is None and background_monitor and self._regions_missing:
-            scalars["saliency/alarm"] = float("nan")
-            return (
+            return (  # `saliency/alarm` is not written: the alarm did not judge this epoch
                 f"Shortcut alarm could not run: {self.alarm.monitor} needs the background "
                 "tests, and no plausible object was found in any probe image. Pass "
                 "`boxes=` or `masks=` to watch for background shortcuts."
@@ -761,14 +773,19 @@ class SaliencyCallback(keras.callbacks.Callback):
                     stacklevel=4,
                 )
             return None
-        if self.alarm.monitor.startswith("background/harm"):  # its message quotes the bounds
-            context = {name: value for name, (value, _, _) in signals.items()}
+        context = {name: value for name, (value, _, _) in signals.items()}
+        # Cannot tell (e.g. a harm resting on fewer than 2 probes): the step is not judged, and
+        # `saliency/alarm` is not written there (neither 0 nor NaN; see `unmeasured`).
+        judged = not alarm_cannot_judge(self.alarm.monitor, context)
+        event = None
+        if judged and self.alarm.monitor.startswith("background/harm"):  # quotes the bounds
             event = self.alarm.update(step, *signal, context=context)
-        else:
+        elif judged:
             event = self.alarm.update(step, *signal)
-        scalars["saliency/alarm"] = float(event is not None)
         # The threshold at this step, on the watched signal (the dashboard draws it).
-        scalars[f"saliency/alarm_limit/{self.alarm.monitor}"] = self.alarm.limit(signal[2])
+        limit = scalars[f"saliency/alarm_limit/{self.alarm.monitor}"] = self.alarm.limit(signal[2])
+        if judged and math.isfinite(limit):  # (an unknown chance level: not judged either)
+            scalars["saliency/alarm"] = float(event is not None)
         if event is None:
             return None
         self.alarm_events.append(event)

@@ -198,8 +198,8 @@ class ObjectRegions:
             )
             return (
                 f"{why}, so the background tests and any background alarm cannot run "
-                "(`saliency/alarm` logs NaN with a message saying so). Pass `boxes=` or "
-                "`masks=`, or `background_tests=False`."
+                "(`saliency/alarm_message` says so; `saliency/alarm` is not written). Pass "
+                "`boxes=` or `masks=`, or `background_tests=False`."
             )
         if self.left_out:
             return (

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from saliency_callback.render import BACKGROUND_RGB, caption_height, draw_caption_strip
+from saliency_callback.unmeasured import judge
 
 __all__ = [
     "LogDirError",
@@ -97,8 +98,10 @@ class SaliencyRun:
         panels: Per step, the PNG bytes of each probe's panel (as written by the callback).
         description: The Markdown description of the `saliency/probes` summary.
         scalars: `saliency/...` scalar tags -> `[(step, value), ...]`, ascending steps.
-        alarms: `(step, message)` of each alarm event (`saliency/alarm_message`).
+        alarms: `(step, message)` of each alarm event (`saliency/alarm_message` where the
+            alarm fired).
         nonfinite: Steps whose outputs were NaN/inf (`saliency/nonfinite`; no images).
+        notes: `(step, message)` of the alarm's other messages (e.g. "could not run").
     """
 
     name: str
@@ -109,6 +112,7 @@ class SaliencyRun:
     scalars: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     alarms: list[tuple[int, str]] = field(default_factory=list)
     nonfinite: list[int] = field(default_factory=list)
+    notes: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def num_probes(self) -> int:
@@ -116,9 +120,16 @@ class SaliencyRun:
         return max((len(p) for p in self.panels.values()), default=0)
 
     @property
+    def verdict(self) -> dict[str, Any]:
+        """The alarm's verdict, as the Saliency tab gives it (`unmeasured.judge`): `state` is
+        `"alarm"`, `"clear"`, `"cannot_tell"` (with its `reason`) or `"none"`."""
+        scalars = {tag: dict(values) for tag, values in self.scalars.items()}
+        return judge(scalars, dict(self.alarms + self.notes), self.num_probes)
+
+    @property
     def has_alarm(self) -> bool:
-        """Whether the run was logged with an alarm (`saliency/alarm` scalars exist)."""
-        return "saliency/alarm" in self.scalars
+        """Whether the run was logged with an alarm (its scalars or messages exist)."""
+        return self.verdict["state"] != "none"
 
 
 # --------------------------------------------------------------------------------------------
@@ -179,7 +190,9 @@ def _read_run(run_dir: str, name: str) -> SaliencyRun | None:
                 text = raw[0] if raw.size else b""
                 message = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
                 run.alarms.append((int(event.step), message))
-    run.alarms.sort(key=lambda a: a[0])
+    fired = set(run.verdict["alarm_steps"])
+    run.notes = sorted(a for a in run.alarms if a[0] not in fired)
+    run.alarms = sorted(a for a in run.alarms if a[0] in fired)
     run.nonfinite = [s for s, v in run.scalars.get("saliency/nonfinite", []) if v > 0]
     return run
 
@@ -543,6 +556,7 @@ svg.chart { background: #fff; border: 1px solid #ddd; }
 svg.chart .tick { font-size: 11px; fill: #555; }
 svg.chart .axis { font-size: 12px; fill: #333; }
 .none { color: #2e7d32; }
+.cannot-tell { color: #9a6700; }
 """
 
 
@@ -583,6 +597,7 @@ def _run_section(
         out.append(f'<p class="description">{_markdown_inline(run.description)}</p>')
 
     out.append("<h3>Alarms</h3>")
+    verdict = run.verdict
     if run.alarms:
         out.append('<ul class="alarms">')
         for step, message in run.alarms:
@@ -591,10 +606,15 @@ def _run_section(
                 f"{esc(message)}</li>"
             )
         out.append("</ul>")
+    elif verdict["state"] == "cannot_tell":  # never "all clear"
+        out.append(f'<p class="cannot-tell">{esc(verdict["reason"])}</p>')
     elif run.has_alarm:
         out.append('<p class="none">The alarm never fired.</p>')
     else:
         out.append('<p class="meta">No alarm was configured for this run.</p>')
+    harm = verdict["harm"]
+    if harm is not None and harm["cannot_tell"] and verdict["state"] != "cannot_tell":
+        out.append(f'<p class="cannot-tell">{esc(harm["sentence"])}</p>')
     if run.nonfinite:
         listed = ", ".join(str(s) for s in run.nonfinite)
         out.append(

@@ -107,7 +107,8 @@ def replay_chances(
 
     For `mass_in_mask` that is the mean of `probe_chance` (each probe's mask area fraction)
     over the probes whose mass was measured at that step (read back from the per-probe
-    scalars: a map without positive mass has none), not over every probe.
+    scalars: a map without positive mass has none: NaN in runs written before NaN was left
+    out, no value at that step since), not over every probe.
     """
     if monitor == "probe_accuracy":
         return {s: 1.0 / max(num_classes or 2, 2) for s in history.steps}
@@ -118,9 +119,8 @@ def replay_chances(
         ]
         chances: dict[int, float | None] = {}
         for step in history.scalars.get("saliency/mass_in_mask", {}):
-            if not all(step in values for values in per_probe):
-                continue  # not read back: no chance rather than a wrong one
-            valid = np.isfinite([values[step] for values in per_probe])
+            # A step's scalars are one event: a probe without a value was not measured.
+            valid = np.isfinite([values.get(step, np.nan) for values in per_probe])
             chances[step] = float(probe_chance[valid].mean()) if valid.any() else None
         return chances
     tag = "background/only_bg_chance" if monitor.startswith("background/") else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 from typing import Any
 
@@ -146,10 +147,12 @@ class RunWriter:
         `tf.summary.experimental.write_raw_pb`: no `tf.function`, so nothing is traced, whatever
         the tags, their number, the callback instance or the writer (a compiled function per tag
         set retraced for every new callback or probe count, and TensorFlow warned about it in
-        processes running several fits).
+        processes running several fits). A NaN or infinite value is left out, never written (the
+        callback says why, see `saliency_callback.unmeasured`).
         """
         import tensorflow as tf
 
+        values = {tag: v for tag, v in values.items() if math.isfinite(float(v))}
         if not values:
             return
         summary = _summary_pb2().Summary()

@@ -375,7 +375,7 @@ def test_reliance_is_near_zero_for_predictions_that_follow_neither_source():
 
 def test_a_probe_set_without_swappable_pairs_logs_without_crashing(tmp_path):
     """Only one probe has an object and a background: nothing to swap, so the swap signals
-    are NaN (not made up), and the panel still shows every probe."""
+    are not written (not made up, and not NaN), and the panel still shows every probe."""
     images, labels, masks = probe_set(object_reads_class=False)
     masks[1:] = False
     with pytest.warns(UserWarning, match="left out of the background tests"):
@@ -389,7 +389,7 @@ def test_a_probe_set_without_swappable_pairs_logs_without_crashing(tmp_path):
     with pytest.warns(UserWarning, match="every probe in the background tests has class 0"):
         background_reader().fit(images, labels, epochs=1, verbose=0, callbacks=[cb])
     run = read_run(str(tmp_path / "saliency"))
-    assert np.isnan(run.scalars["saliency/background/flip_rate"][0][1])
+    assert "saliency/background/flip_rate" not in run.scalars
     assert run.scalars["saliency/background/only_bg_accuracy"][0][1] == 1.0  # probe 0 only
     assert len(run.images["saliency/background"][0][1]) == N
 
@@ -412,15 +412,15 @@ def vanilla_callback(log_dir, images, labels=None, masks=None, **kwargs):
 
 def test_a_single_class_says_the_swap_test_cannot_run(tmp_path):
     """Every probe of one class: a background reader keeps its prediction under swaps between
-    same-coloured backgrounds. Flip rate 0 and gap 0 would be a false all-clear: they are NaN,
-    with a warning."""
+    same-coloured backgrounds. Flip rate 0 and gap 0 would be a false all-clear: they are not
+    written (never NaN), with a warning."""
     images, labels, masks = probe_set(object_reads_class=False, classes=1)
     cb = vanilla_callback(tmp_path, images, labels, masks)
     with pytest.warns(UserWarning, match="every probe in the background tests has class 0"):
         background_reader().fit(images, labels, epochs=1, verbose=0, callbacks=[cb])
     last = {t: v[-1][1] for t, v in read_run(str(tmp_path / "saliency")).scalars.items()}
     for name in ("flip_rate", "reliance", "gap", "mixed_rand_accuracy"):
-        assert np.isnan(last[f"saliency/background/{name}"]), name
+        assert f"saliency/background/{name}" not in last, name
     assert last["saliency/background/only_bg_accuracy"] == 1.0  # still measured
 
 
@@ -473,22 +473,25 @@ def test_uint8_probes_show_their_own_colours_in_the_background_panel(tmp_path):
 
 
 @pytest.mark.parametrize("fill", [False, True], ids=["empty", "full"])
-def test_every_mask_invalid_logs_nan_without_further_warnings(tmp_path, fill):
+def test_every_mask_invalid_logs_no_value_and_only_says_why(tmp_path, fill):
     images, labels, masks = probe_set(object_reads_class=False)
     masks[:] = fill
     with pytest.warns(UserWarning, match=r"probes \[0, 1, 2, 3, 4, 5, 6, 7, 8\]"):
         cb = vanilla_callback(tmp_path, images, labels, masks)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # nothing more: e.g. numpy's "Mean of empty slice"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # nothing more: e.g. numpy's "Mean of empty slice"
         background_reader().fit(images, labels, epochs=1, verbose=0, callbacks=[cb])
+    (said,) = [str(w.message) for w in caught]  # which signals are not logged, and why
+    assert "background/flip_rate" in said and "not logged at step 0" in said
     last = {t: v[-1][1] for t, v in read_run(str(tmp_path / "saliency")).scalars.items()}
-    for name in ("flip_rate", "reliance", "gap", "accuracy", "only_bg_accuracy"):
-        assert np.isnan(last[f"saliency/background/{name}"]), name
+    for name in ("flip_rate", "reliance", "gap", "accuracy", "only_bg_accuracy", "harm"):
+        assert f"saliency/background/{name}" not in last, name
+    assert last["saliency/background/harm_probes"] == 0.0
     if fill:  # the whole image is the object: all the mass is inside, as is chance
         assert last["saliency/mass_in_mask"] == last["saliency/mass_in_mask_chance"] == 1.0
     else:  # no object: the question has no answer
-        assert np.isnan(last["saliency/mass_in_mask"])
-        assert np.isnan(last["saliency/mass_in_mask_chance"])
+        assert "saliency/mass_in_mask" not in last
+        assert "saliency/mass_in_mask_chance" not in last
 
 
 def regression_probes():

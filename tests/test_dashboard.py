@@ -168,7 +168,16 @@ def test_harm_bounds_unknown_signals_and_states_without_alarm():
     }
     body = summary.run_summary("r", data)
     assert body["verdict"]["state"] == "none"
-    assert body["verdict"]["harm"] == {"step": 1, "value": 0.3, "low": 0.2, "high": 0.4}
+    assert body["verdict"]["harm"] == {
+        "step": 1,
+        "value": 0.3,
+        "low": 0.2,
+        "high": 0.4,
+        "probes": None,  # a run written before `harm_probes`: the bound decides
+        "total": 0,
+        "cannot_tell": False,
+        "sentence": None,
+    }
     harm, custom = body["signals"]
     assert harm["name"] == "background/harm" and harm["band"]["low"] == [[0, 0.0], [1, 0.2]]
     assert custom["name"] == "zeta_custom" and custom["points"] == [[0, 5.0], [1, None]]

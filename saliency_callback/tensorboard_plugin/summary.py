@@ -9,8 +9,11 @@ one are attached to it instead of getting a chart of their own:
 - `alarm_limit/<signal>`: the alarm's threshold on that signal at each logged step;
 - `<signal>/probe_NN`: per-probe values, shown in a cell's panel, not as curves.
 
-`saliency/alarm` (1 where the alarm fired), `saliency/alarm_message` (its explanation) and
-`saliency/nonfinite` (epochs whose outputs were NaN) make the verdict and the marks.
+`saliency/alarm` (1 where the alarm fired, 0 where it judged the step clear, absent where it
+could not judge it), `saliency/alarm_message` (its explanation) and `saliency/nonfinite`
+(epochs whose outputs were NaN) make the verdict and the marks. An alarm that could not judge
+its latest step (e.g. a harm resting on fewer than 2 probes, `saliency/background/harm_probes`)
+says "cannot tell", never "no alarm" (`saliency_callback.unmeasured`).
 """
 
 from __future__ import annotations
@@ -21,13 +24,12 @@ from typing import Any
 
 from saliency_callback.alarm import DEFAULT_MONITOR, MONITORS
 from saliency_callback.tensorboard_plugin.events import PREFIX, RunData
+from saliency_callback.unmeasured import HARM_PROBES, MIN_HARM_PROBES, judge
 
 PROBES = PREFIX + "probes"
 BACKGROUND = PREFIX + "background"
 OVERVIEW = PREFIX + "overview"
-ALARM = PREFIX + "alarm"
 ALARM_MESSAGE = PREFIX + "alarm_message"
-ALARM_LIMIT = PREFIX + "alarm_limit/"
 NONFINITE = PREFIX + "nonfinite"
 HARM = "background/harm"
 _PER_PROBE = re.compile(r"^(?P<base>.+)/probe_(?P<index>\d+)$")
@@ -46,6 +48,11 @@ KNOWN: dict[str, tuple[str, str, str]] = {
         "background swaps that change the prediction",
     ),
     HARM: ("Estimated harm", "fraction", "accuracy lost where the background disagrees"),
+    HARM_PROBES: (
+        "Probes under the harm",
+        "value",
+        f"probes the harm estimate rests on (its bounds need {MIN_HARM_PROBES})",
+    ),
     "background/gap": ("Background gap", "fraction", "accuracy lost on swapped backgrounds"),
     "mass_in_mask": ("Mass in mask", "fraction", "share of the saliency inside the object masks"),
     "pointing_game": ("Pointing game", "fraction", "probes whose saliency peak is on the object"),
@@ -146,32 +153,12 @@ def per_probe(data: RunData, probe: int, step: int) -> list[dict[str, Any]]:
 
 
 def verdict(data: RunData) -> dict[str, Any]:
-    """The alarm's state: fired (when first, its message), clear, or not configured."""
-    alarm = data.scalars.get(ALARM, {})
+    """The alarm's state: fired (when first, its message), clear, cannot tell, or not
+    configured (`saliency_callback.unmeasured.judge`), with the harm at its latest step."""
     messages = data.texts.get(ALARM_MESSAGE, {})
-    fired = sorted({s for s, v in alarm.items() if v >= 0.5} | set(messages))
-    monitors = [t.removeprefix(ALARM_LIMIT) for t in data.scalars if t.startswith(ALARM_LIMIT)]
-    state = "alarm" if fired else ("clear" if alarm or monitors else "none")
-    result: dict[str, Any] = {
-        "state": state,
-        "alarm_steps": fired,
-        "first": fired[0] if fired else None,
-        "messages": [[s, messages[s]] for s in sorted(messages)],
-        "monitor": monitors[0] if monitors else None,
-        "checked": len(alarm),
-        "harm": None,
-    }
-    harm = data.scalars.get(PREFIX + HARM)
-    if harm:
-        last = max(harm)
-        low = data.scalars.get(PREFIX + HARM + "_low", {}).get(last)
-        high = data.scalars.get(PREFIX + HARM + "_high", {}).get(last)
-        result["harm"] = {
-            "step": last,
-            "value": _finite(harm[last]),
-            "low": None if low is None else _finite(low),
-            "high": None if high is None else _finite(high),
-        }
+    probes = max((ref.samples for ref in data.images.get(PROBES, {}).values()), default=0)
+    result = judge(data.scalars, messages, probes)
+    result["messages"] = [[s, messages[s]] for s in sorted(messages)]
     return result
 
 

@@ -78,19 +78,30 @@ function verdictCard(data) {
     }
   } else if (v.state === "clear") {
     title = [h("span", { class: "sal-badge" }, "No alarm"), ` in ${v.checked} checked step${v.checked === 1 ? "" : "s"}`];
+  } else if (v.state === "cannot_tell") {
+    // Never "no alarm": the alarm could not judge the latest step (see unmeasured.py).
+    const at = v.harm && v.harm.cannot_tell ? v.harm.step : v.unchecked.at(-1);
+    title = [h("span", { class: "sal-badge" }, "Cannot tell"), ` at ${epochText(at)}`];
+    body.push(h("p", { class: "sal-message sal-cannot-tell" }, v.reason));
   } else {
     title = [h("span", { class: "sal-badge" }, "No alarm configured")];
     body.push(h("p", { class: "sal-more" },
       "These are the signals only. Pass ", h("code", {}, "alarm=ShortcutAlarm()"),
       " to the callback for a verdict."));
   }
-  if (v.harm && v.harm.value !== null) {
+  if (v.harm && v.harm.cannot_tell) {
+    // "Cannot tell: the estimate rests on n of N probes ...", said once on the card.
+    if (v.state !== "cannot_tell") body.push(h("p", { class: "sal-harm sal-cannot-tell" }, v.harm.sentence));
+  } else if (v.harm && v.harm.value !== null) {
     const bounds = v.harm.low !== null && v.harm.high !== null
       ? ` (between ${formatValue(v.harm.low, "fraction")} and ${formatValue(v.harm.high, "fraction")})`
       : "";
     body.push(h("p", { class: "sal-harm" },
       h("strong", {}, `Estimated harm: ${formatValue(v.harm.value, "fraction")}`),
       `${bounds} of accuracy lost where the background disagrees, at step ${v.harm.step}.`));
+  }
+  if (v.state !== "cannot_tell" && v.unchecked && v.unchecked.length) {
+    body.push(h("p", { class: "sal-more" }, `The alarm could not judge step${v.unchecked.length === 1 ? "" : "s"} ${v.unchecked.join(", ")}.`));
   }
   if (data.nonfinite.length) {
     body.push(h("p", { class: "sal-more" }, `Outputs were NaN/inf at steps ${data.nonfinite.join(", ")} (no pictures).`));
