@@ -46,6 +46,11 @@ _EXPORTS = {
     "ProbeFile": "saliency_callback.probe_file",
     "read_probe_file": "saliency_callback.probe_file",
     "write_probe_file": "saliency_callback.probe_file",
+    "BackgroundSwap": "saliency_callback.remedies",
+    "HeadRefit": "saliency_callback.remedies",
+    "background_swap": "saliency_callback.remedies",
+    "cache_masks": "saliency_callback.remedies",
+    "refit_head": "saliency_callback.remedies",
 }
 
 # The public submodules, reachable as attributes (`saliency_callback.metrics`) without an
@@ -75,6 +80,7 @@ _SUBMODULES = (
     "probe_file",
     "probes",
     "proposals",
+    "remedies",
     "render",
     "report",
     "resume",
@@ -110,6 +116,7 @@ if TYPE_CHECKING:
     from saliency_callback import probe_file as probe_file
     from saliency_callback import probes as probes
     from saliency_callback import proposals as proposals
+    from saliency_callback import remedies as remedies
     from saliency_callback import render as render
     from saliency_callback import report as report
     from saliency_callback import resume as resume
@@ -144,6 +151,13 @@ if TYPE_CHECKING:
     from saliency_callback.plotting import plot_saliency
     from saliency_callback.probe_file import ProbeFile, read_probe_file, write_probe_file
     from saliency_callback.proposals import ProposedMasks, propose_masks
+    from saliency_callback.remedies import (
+        BackgroundSwap,
+        HeadRefit,
+        background_swap,
+        cache_masks,
+        refit_head,
+    )
     from saliency_callback.render import Renderer
     from saliency_callback.textures import make_texture_data
 
@@ -193,4 +207,9 @@ __all__ = [
     "rank_in_mask",
     "read_probe_file",
     "write_probe_file",
+    "BackgroundSwap",
+    "HeadRefit",
+    "background_swap",
+    "cache_masks",
+    "refit_head",
 ]
