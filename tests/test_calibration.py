@@ -224,8 +224,12 @@ def test_the_default_alarm_stays_quiet_on_an_object_reader(tmp_path):
         object_reader(), tmp_path, images, labels, masks, alarm=sc.ShortcutAlarm()
     )
     lows = [v for _, v in run.scalars["saliency/background/harm_low"]]
-    assert not any(v > 0.05 for v in lows)  # NaN (no background says a class) or small
-    assert cb.alarm_events == []
+    harms = [v for _, v in run.scalars["saliency/background/harm"]]
+    assert len(lows) == 2 and all(np.isfinite(lows))  # measured at both epochs, on every probe
+    assert [v for _, v in run.scalars["saliency/background/harm_probes"]] == [9.0, 9.0]
+    # The object reader's class probability is the same on any grey background: every term 0.
+    assert harms == pytest.approx([0.0, 0.0], abs=1e-6)
+    assert max(lows) <= 0.05 and cb.alarm_events == []
 
 
 def test_a_resumed_run_fires_the_default_alarm_where_an_uninterrupted_one_does(tmp_path):
