@@ -263,3 +263,40 @@ def test_a_resumed_run_fires_the_default_alarm_where_an_uninterrupted_one_does(t
         for d in (straight, resumed)
     ]
     assert fired == [[2], [2]]
+
+
+def test_the_logged_bounds_are_the_t_interval_of_terms_recomputed_by_hand(tmp_path):
+    """Through `fit`, with probes whose terms differ (so the bounds differ from the estimate):
+    the logged `harm`, `harm_low` and `harm_high` equal the mean and the one-sided 95%
+    Student-t bounds of terms computed here from composites built by hand (each object's grey
+    pixels over its partners' uniform backgrounds) and the model's own predictions."""
+    from scipy import stats
+
+    images, labels, masks = probe_set(object_reads_class=False)
+    strength = np.linspace(0.25, 1.0, len(images), dtype=np.float32)  # how coloured each
+    background = images.copy()  # background is: the model's confidence differs per probe
+    images = (0.5 + strength[:, None, None, None] * (images - 0.5)).astype(np.float32)
+    images[masks] = background[masks]  # the objects stay grey 0.5
+    model = background_reader()
+    cb, _, run = fit_with_callback(model, tmp_path, images, labels, masks, alarm=sc.ShortcutAlarm())
+    same = bg.pair_probes(np.ones(len(images), bool), labels, same=True)
+    rand = bg.pair_probes(np.ones(len(images), bool), labels, same=False)
+
+    def on_background_of(partners):
+        out = images.copy()
+        for i, j in enumerate(partners):
+            colour = images[j][~masks[j]][0]  # each background is one colour
+            out[i][~masks[i]] = colour
+        return out
+
+    def p_class(x):
+        return model.predict(x, verbose=0)[np.arange(len(x)), labels]
+
+    terms = p_class(on_background_of(same)) - p_class(on_background_of(rand))
+    assert terms.std() > 0.05  # the probes differ: a swapped bound would show
+    half = stats.t.ppf(0.95, len(terms) - 1) * terms.std(ddof=1) / np.sqrt(len(terms))
+    logged = {k: run.scalars[f"saliency/background/{k}"][-1][1] for k in ("harm", "harm_low")}
+    logged["harm_high"] = run.scalars["saliency/background/harm_high"][-1][1]
+    assert logged["harm"] == pytest.approx(terms.mean(), abs=1e-5)
+    assert logged["harm_low"] == pytest.approx(max(terms.mean() - half, -1), abs=1e-5)
+    assert logged["harm_high"] == pytest.approx(min(terms.mean() + half, 1), abs=1e-5)
