@@ -278,7 +278,7 @@ def test_the_logged_bounds_are_the_t_interval_of_terms_recomputed_by_hand(tmp_pa
     images = (0.5 + strength[:, None, None, None] * (images - 0.5)).astype(np.float32)
     images[masks] = background[masks]  # the objects stay grey 0.5
     model = background_reader()
-    cb, _, run = fit_with_callback(model, tmp_path, images, labels, masks, alarm=sc.ShortcutAlarm())
+    *_, run = fit_with_callback(model, tmp_path, images, labels, masks, alarm=sc.ShortcutAlarm())
     same = bg.pair_probes(np.ones(len(images), bool), labels, same=True)
     rand = bg.pair_probes(np.ones(len(images), bool), labels, same=False)
 
