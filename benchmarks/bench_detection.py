@@ -430,7 +430,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES))
     parser.add_argument(
         "--dose-families",
-        nargs="+",
+        nargs="*",
         choices=FAMILIES,
         default=list(DOSE_FAMILIES),
         help="families trained at every dose; the others at chance and 0.95 only",
