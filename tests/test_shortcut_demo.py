@@ -6,6 +6,7 @@ import importlib.util
 import pathlib
 import sys
 
+import numpy as np
 from tb_events import event_files, read_run, runs
 
 DEMO = pathlib.Path(__file__).parents[1] / "examples" / "shortcut_demo.py"
@@ -32,15 +33,17 @@ def test_shortcut_model_is_caught_by_its_saliency(tmp_path, capsys):
     assert shortcut.reliance > 0.5 > clean.reliance
     # The estimate agrees with the measured harm (acc agree - acc disagree): high for the
     # shortcut model, its lower bound above the margin; about zero for the clean one.
+    # The probes are drawn as the training data is (95% agree), so the label-sorted estimate
+    # is diluted by at most (1 - 0.95) * (1 + 1/2) of the harm; the rest is the model's own
+    # spread over probes.
     measured = shortcut.acc_agree - shortcut.acc_disagree
-    assert shortcut.harm_low > 0.05 and abs(shortcut.harm - measured) < 0.5
-    assert shortcut.harm_low <= shortcut.harm <= shortcut.harm_high
-    # (NaN when no probe's two backgrounds disagree about its class: nothing to estimate.)
-    assert not clean.harm_low > 0.05 and not clean.harm > 0.25
-    # Swaps change the shortcut model's predictions more (half the probes disagree with their
-    # background, so the gap is at most ~0.5).
+    assert np.isfinite(shortcut.harm) and abs(shortcut.harm - measured) < 0.35
+    assert 0.05 < shortcut.harm_low < shortcut.harm < shortcut.harm_high
+    assert np.isfinite(clean.harm) and abs(clean.harm) < 0.2 and clean.harm_low < 0.05
+    # Swaps change the shortcut model's predictions more: almost every probe's partner from
+    # another class carries that class's cue.
     assert shortcut.flip_rate > 0.5 and shortcut.flip_rate > clean.flip_rate
-    assert shortcut.gap > 0.25 and shortcut.gap > clean.gap
+    assert shortcut.gap > 0.5 and shortcut.gap > clean.gap + 0.4
     out = capsys.readouterr().out
     assert "ALARM" in out and "[shortcut] epoch  6" in out
     table = demo.verdict_table([shortcut, clean])
