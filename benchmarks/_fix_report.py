@@ -240,7 +240,7 @@ def targets_table(results: list[Any], args: argparse.Namespace) -> str:
         "### The issue's targets\n\n"
         "Per remedy, over the families above (the refit is measured like the swaps; the targets "
         "are the swaps'). `p=0` training bitwise identical to training without the remedy is "
-        "checked by `tests/test_remedies.py`.\n\n"
+        "checked by `tests/remedies/test_remedies.py`.\n\n"
         + table(["remedy", "target", "measured", "met"], rows)
     )
 

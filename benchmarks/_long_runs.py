@@ -34,7 +34,7 @@ from _common import (
 from _markdown import fmt_ms, table
 
 from saliency_callback import Display, Runtime, SaliencyCallback, make_shortcut_data
-from saliency_callback.timeline import overlay_tiles
+from saliency_callback.output.timeline import overlay_tiles
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_callback.py")
 MODES = {

@@ -1,9 +1,9 @@
 """Photographic shortcut beds for the detection benchmark: glyphs pasted onto crops of real
 photographs, with a background cue that agrees with the class for a chosen share of images.
 
-The flat colours, textures and frames of `saliency_callback.datasets` never look like an object;
-real photographs do: their edges, strokes and blobs push every CNN's predictions a little, and a
-background test must not mistake that push for a learned shortcut. These beds have it.
+The flat colours, textures and frames of `saliency_callback.data.datasets` never look like an
+object; real photographs do: their edges, strokes and blobs push every CNN's predictions a
+little, and a background test must not mistake that push for a learned shortcut. These beds have it.
 
 - **Backgrounds**: crops (random position, a side between 30% and 80% of the photograph's shorter
   side) of the photographs that ship inside installed packages: scikit-image's `skimage.data`
@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-from saliency_callback.datasets import ShortcutData
+from saliency_callback.data.datasets import ShortcutData
 
 PHOTO_CUES = ("photo", "photo_cast", "photo_blur")
 CHARACTERS = "2345789ACEFHKLNPRTXZ"

@@ -65,7 +65,7 @@ def _probe_file(tmp: Path, n: int, size: int) -> str:
     """A probe file of the written images, each with an elliptic mask marked `proposed`."""
     from PIL import Image
 
-    from saliency_callback.probe_file import ProbeFile, write_probe_file
+    from saliency_callback.data.probe_file import ProbeFile, write_probe_file
 
     paths = sorted((tmp / "images").iterdir())
     images = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])

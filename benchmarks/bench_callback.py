@@ -857,8 +857,8 @@ def bench_background(workload: Workload, repeats: int) -> list[str]:
     forward only); the reference is the bare compiled vanilla gradient of the 32 probes.
     Interleaved, medians.
     """
-    from saliency_callback.background import BackgroundTest
-    from saliency_callback.engine import Explainer
+    from saliency_callback.maps.engine import Explainer
+    from saliency_callback.shortcuts.background import BackgroundTest
 
     data = make_shortcut_data(NUM_PROBES, image_size=workload.size, num_classes=6, seed=1)
     model = workload.build()

@@ -48,10 +48,10 @@ def write_synthetic_run(
     The flip rate rises from 0 to 1 over the run; the alarm (threshold 0.5 on it) fires at the
     first step above. Returns what was written: `steps`, `alarm_step`, `flip_rate` by step.
     """
-    from saliency_callback.render import Renderer
-    from saliency_callback.timeline import Timeline
-    from saliency_callback.worker import StepPayload, StepWriter
-    from saliency_callback.writer import RunWriter
+    from saliency_callback.output.render import Renderer
+    from saliency_callback.output.timeline import Timeline
+    from saliency_callback.output.writer import RunWriter
+    from saliency_callback.training.worker import StepPayload, StepWriter
 
     rng = np.random.default_rng(seed)
     raw = rng.random((probes, size, size, 3)).astype(np.float32)

@@ -1,7 +1,7 @@
 """Which signal to trust: does the alarm fire on the shortcuts that cost accuracy?
 
 What it measures
-    For each shortcut family of `saliency_callback.datasets` (`cue=`), each cue share of the
+    For each shortcut family of `saliency_callback.data.datasets` (`cue=`), each cue share of the
     dose axis (`--doses`: the share of training images whose cue agrees with the class; 1/3 is
     chance, a clean model) and each seed, a small CNN trains on synthetic shapes (3
     classes. Its weights are saved after every epoch into a cache (`--cache`), so training
@@ -18,8 +18,9 @@ What it measures
     `background.score`) at every epoch, with four kinds of object masks: the exact masks, their
     bounding boxes, loose boxes (grown by a quarter of their size on each side: background
     inside) and shifted boxes (moved by up to a quarter of their size: part of the object
-    outside, part of the background inside); and, when `saliency_callback.proposals` exists,
-    the mask-free proposals (`proposed`) and their boxes.
+    outside, part of the background inside); and, when
+    `saliency_callback.shortcuts.proposals` exists, the mask-free proposals (`proposed`) and
+    their boxes.
 
     Decision rules (all fixed before the benchmark ran, none tuned on it):
     - `harm_low > 0.05` (the default `ShortcutAlarm()`): the one-sided 95% lower bound of the
@@ -84,9 +85,10 @@ from _photo_beds import PHOTO_CUES, make_photo_data
 from scipy import stats
 
 import saliency_callback as sc
-from saliency_callback import background as bg
-from saliency_callback import calibration, metrics
-from saliency_callback.datasets import CUES
+from saliency_callback.data.datasets import CUES
+from saliency_callback.maps import metrics
+from saliency_callback.shortcuts import background as bg
+from saliency_callback.shortcuts import calibration
 
 NUM_CLASSES = 3
 CHANCE = 1 / NUM_CLASSES
@@ -280,7 +282,7 @@ def pool_masks(pool: Any, seed: int) -> dict[str, tuple[np.ndarray, bool]]:
 
 def _proposals() -> Any:
     try:
-        from saliency_callback import proposals
+        from saliency_callback.shortcuts import proposals
     except ImportError:
         return None
     return proposals

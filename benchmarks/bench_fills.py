@@ -46,7 +46,7 @@ from _photo_beds import make_photo_data
 from scipy import ndimage, stats
 
 import saliency_callback as sc
-from saliency_callback import background as bg
+from saliency_callback.shortcuts import background as bg
 
 NUM_CLASSES = 3
 

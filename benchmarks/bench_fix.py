@@ -65,7 +65,7 @@ from _markdown import command_line, load_average
 from bench_detection import CHANCE, DEFAULT_PROBES, FAMILIES, data, harm_of, small_cnn
 
 import saliency_callback as sc
-from saliency_callback import background as bg
+from saliency_callback.shortcuts import background as bg
 
 DEFAULT_FAMILIES = ("background_color", "patch", "blur", "photo", "photo_cast", "photo_blur")
 DOSE = 0.95

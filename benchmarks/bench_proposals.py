@@ -1,20 +1,20 @@
 """How well do object proposals from the image alone find the object, and at what cost?
 
 What it measures
-    For every family of `saliency_callback.datasets` (each cue, at the usual object sizes and,
+    For every family of `saliency_callback.data.datasets` (each cue, at the usual object sizes and,
     except the distractor, at a random position and scale, `object_area=RANDOM_SCALE`), it
     draws probes with exact object masks and asks each proposal method of
-    `saliency_callback.proposals` for one box per probe, from the pixels alone. Per family and
-    method it prints the box IoU against the true mask's bounding box (the background tests
-    are box-based): its mean, the share of probes with IoU >= 0.5, and the share flagged as
-    `fallback` (no plausible proposal; the callback leaves them out). A fallback's centre box
+    `saliency_callback.shortcuts.proposals` for one box per probe, from the pixels alone. Per
+    family and method it prints the box IoU against the true mask's bounding box (the background
+    tests are box-based): its mean, the share of probes with IoU >= 0.5, and the share flagged
+    as `fallback` (no plausible proposal; the callback leaves them out). A fallback's centre box
     still counts in the IoU, as the callback would show it. The mask IoU (proposed pixels
     against the true mask) is the last column of the default method.
 
     Two rows roll the images of a flat and a periodic family down so that every object
     touches the bottom edge, as objects in photos often do (the border prior's hard case).
 
-    Two families have no object at all (`saliency_callback.textures`: whole-image gratings and
+    Two families have no object at all (`saliency_callback.data.textures`: whole-image gratings and
     blurred noise, the texture is the class). There IoU means nothing; what counts is the
     share of probes flagged as fallback (100% = the method never invents an object).
 
@@ -44,9 +44,10 @@ from typing import Any
 import numpy as np
 from _markdown import command_line, load_average, write_section
 
-from saliency_callback import datasets, proposals
-from saliency_callback.metrics import masks_from_boxes
-from saliency_callback.textures import TEXTURES, make_texture_data
+from saliency_callback.data import datasets
+from saliency_callback.data.textures import TEXTURES, make_texture_data
+from saliency_callback.maps.metrics import masks_from_boxes
+from saliency_callback.shortcuts import proposals
 
 
 @dataclass(frozen=True)

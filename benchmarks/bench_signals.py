@@ -1,7 +1,7 @@
 """Which signal to trust: detection power per shortcut family, with false alarms.
 
 What it measures
-    For each shortcut family of `saliency_callback.datasets` (`cue=`) and each seed, two small
+    For each shortcut family of `saliency_callback.data.datasets` (`cue=`) and each seed, two small
     CNNs train on 32x32 synthetic shapes (3 classes): a *shortcut* model, whose cue agrees with
     the class on 95% of training images, and its *clean* twin, whose cue is drawn at random
     (agreement 1/3). Two probe sets of 24 held-out images with exact object masks are watched
@@ -52,9 +52,9 @@ import numpy as np
 from bench_detection import small_cnn  # the same CNN (this folder is sys.path[0])
 
 import saliency_callback as sc
-from saliency_callback import background as bg
-from saliency_callback import metrics
-from saliency_callback.datasets import CUES
+from saliency_callback.data.datasets import CUES
+from saliency_callback.maps import metrics
+from saliency_callback.shortcuts import background as bg
 
 FAMILIES = CUES
 METHODS = {

@@ -6,7 +6,7 @@ The workflow most users have: images on disk, one folder per class, loaded with
 `num_probes` examples of a `tf.data.Dataset` passed as `images`).
 
 So that it runs offline, the script first writes a small folder of PNGs: synthetic shapes
-(`saliency_callback.datasets`) whose background colour agrees with the class on 95% of the
+(`saliency_callback.data.datasets`) whose background colour agrees with the class on 95% of the
 images, a shortcut planted on purpose. Next to `val/` it writes `val_masks/`, the objects'
 masks with the same folder layout and file names: with masks the callback swaps the probes'
 backgrounds every epoch and the recommended alarm watches whether the predictions follow them.

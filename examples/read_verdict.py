@@ -17,7 +17,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from saliency_callback import report
+from saliency_callback.output import report
 
 parser = argparse.ArgumentParser(description="Print the verdict of each saliency run in a log dir")
 parser.add_argument("log_dir", nargs="?", default="logs/image_folder")

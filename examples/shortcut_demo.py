@@ -1,6 +1,6 @@
 """Catch a background shortcut while the model trains.
 
-Two small CNNs learn to tell shapes apart on synthetic images (`saliency_callback.datasets`).
+Two small CNNs learn to tell shapes apart on synthetic images (`saliency_callback.data.datasets`).
 For the *shortcut* model, the background colour agrees with the class on 95% of the training
 images, so the background gives the answer away; for the *clean* model the background is
 random. Both train with a `SaliencyCallback` and the default `ShortcutAlarm()`, each writing

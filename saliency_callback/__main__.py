@@ -1,6 +1,6 @@
 """`python -m saliency_callback`: the `saliency-callback` command line."""
 
-from saliency_callback.cli import main
+from saliency_callback.commands.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -29,14 +29,14 @@ READY_TIMEOUT_MS = 20_000
 def write_images(
     directory: Path, n: int, size: tuple[int, int], seed: int = 0, objects: bool = True
 ) -> list[Path]:
-    """Writes `n` PNGs of the synthetic shapes data (`saliency_callback.datasets`), square
+    """Writes `n` PNGs of the synthetic shapes data (`saliency_callback.data.datasets`), square
     `size[0]` images resized to `size` when it is not square. `objects=False` writes
-    whole-image textures instead (`saliency_callback.textures`), where the automatic
+    whole-image textures instead (`saliency_callback.data.textures`), where the automatic
     proposals find nothing, so every mask starts empty."""
     from PIL import Image
 
-    from saliency_callback.datasets import make_shortcut_data
-    from saliency_callback.textures import make_texture_data
+    from saliency_callback.data.datasets import make_shortcut_data
+    from saliency_callback.data.textures import make_texture_data
 
     directory.mkdir(parents=True, exist_ok=True)
     if objects:

@@ -1,12 +1,12 @@
 """Regenerates the docs' screenshot of `saliency-callback annotate` (docs/images/annotate.png).
 
-Writes 16 probes of the synthetic shapes data (`saliency_callback.datasets`) as PNGs with a
+Writes 16 probes of the synthetic shapes data (`saliency_callback.data.datasets`) as PNGs with a
 labels CSV, runs the real command on them (`--class-names`, `--labels`), and drives its page in
 headless Debian Chromium (Playwright) the way a user would: probes 0 and 1 accepted as they
 are, probe 2 skipped, a new box dragged around the object of probes 3 and 4 (the object's
 bounding box, from the data's true masks), an eraser stroke on probe 4, then a screenshot with
-the brush over it. With `saliency_callback.proposals` installed, every probe starts with its
-automatic proposal.
+the brush over it. With `saliency_callback.shortcuts.proposals` installed, every probe starts
+with its automatic proposal.
 
 Run (from the repository root; about 20 seconds):
     python scripts/screenshot_annotate.py
@@ -27,7 +27,7 @@ from annotate_browser import annotate_server, drag, image_point, open_page
 from PIL import Image
 from tensorboard_browser import CHROMIUM, launch_chromium, missing_browser
 
-from saliency_callback.datasets import make_shortcut_data
+from saliency_callback.data.datasets import make_shortcut_data
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "docs" / "images" / "annotate.png"

@@ -1,6 +1,6 @@
 """Regenerates the README's screenshot of the TensorBoard images dashboard.
 
-Trains a small CNN on the synthetic shortcut data (`saliency_callback.datasets`) with a
+Trains a small CNN on the synthetic shortcut data (`saliency_callback.data.datasets`) with a
 `SaliencyCallback` on 8 test probes, starts `tensorboard` on a free loopback port, opens its
 images dashboard in headless Debian Chromium (driven by Playwright, never downloading a
 browser), waits until every saliency image is decoded and saves a PNG of the page.
@@ -41,8 +41,8 @@ from tensorboard_browser import (
     tensorboard,
 )
 
-from saliency_callback.callback import SaliencyCallback
-from saliency_callback.datasets import make_shortcut_splits
+from saliency_callback.data.datasets import make_shortcut_splits
+from saliency_callback.training.callback import SaliencyCallback
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "docs" / "images" / "tensorboard_dashboard.png"

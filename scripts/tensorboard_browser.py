@@ -1,9 +1,9 @@
 """A real TensorBoard server and headless Chromium, for looking at what the callback logged.
 
 Shared by `scripts/screenshot_tensorboard.py` (the README's screenshot) and
-`tests/test_tensorboard_browser.py` (the end-to-end test; `tests/conftest.py` puts this
-folder on `sys.path`). Chromium is Debian's `/usr/bin/chromium`, driven by Playwright, which
-never downloads a browser of its own.
+`tests/tensorboard_plugin/test_tensorboard_browser.py` (the end-to-end test;
+`tests/conftest.py` puts this folder on `sys.path`). Chromium is Debian's `/usr/bin/chromium`,
+driven by Playwright, which never downloads a browser of its own.
 """
 
 from __future__ import annotations

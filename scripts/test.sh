@@ -10,10 +10,11 @@ cd "$(dirname "$0")/.."
 export TF_CPP_MIN_LOG_LEVEL=3
 BACKENDS="${SALIENCY_BACKENDS:-tensorflow jax}"
 BACKEND_TESTS=(
-    tests/test_backends.py tests/test_engine.py tests/test_methods.py tests/test_gradcam_layers.py
-    tests/test_callback.py tests/test_faults.py tests/test_noninterference.py
-    tests/test_jax_distribution.py tests/test_alarm_modes.py tests/test_bench_markdown.py
-    tests/test_epoch_start.py
+    tests/maps/test_backends.py tests/maps/test_engine.py tests/maps/test_methods.py
+    tests/maps/test_gradcam_layers.py tests/training/test_callback.py tests/training/test_faults.py
+    tests/training/test_noninterference.py tests/training/test_jax_distribution.py
+    tests/training/test_epoch_start.py tests/shortcuts/test_alarm_modes.py
+    tests/benchmarks/test_bench_markdown.py
 )
 ruff check .
 ruff format --check .

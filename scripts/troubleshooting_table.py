@@ -16,7 +16,9 @@ import sys
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "tests"))
+sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "tests"))  # its helpers
+sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "tests" / "training"))
+sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "tests" / "maps"))
 
 import numpy as np
 import test_callback as tc
@@ -71,7 +73,7 @@ edit the script (or the tests' cases), not this page. -->
 Every bad input is rejected before the first epoch runs, with a message naming the argument and
 what was received. The table below is written by
 `python scripts/troubleshooting_table.py --out docs/troubleshooting.md` from the cases the tests
-check (`tests/test_engine.py`, `tests/test_callback.py`).
+check (`tests/maps/test_engine.py`, `tests/training/test_callback.py`).
 
 """
 
@@ -83,7 +85,8 @@ If `tensorboard --logdir ...` dies at once with `ModuleNotFoundError: No module 
 setuptools >= 82 (which no longer ships it); TensorBoard 2.21 fixed it. With tensorflow >= 2.21
 (which no longer pins tensorboard) run `pip install -U "tensorboard>=2.21"`; with tensorflow
 2.16-2.20 (which pins `tensorboard~=2.X`) run `pip install "setuptools<82"`. The browser tests
-(`tests/test_tensorboard_browser.py`) fail with the same advice instead of timing out.
+(`tests/tensorboard_plugin/test_tensorboard_browser.py`) fail with the same advice instead of
+timing out.
 """
 
 SLOW_EPOCHS = """
@@ -115,7 +118,7 @@ model.fit(train, epochs=10, callbacks=[SaliencyCallback(...)])
 
 `SaliencyCallback` notices these waits: the first time in a `fit` that an epoch's first batch
 starts more than 1 s after the epoch began with the process idle, it warns once, naming the
-wait and this page (`saliency_callback/epoch_start.py`).
+wait and this page (`saliency_callback/training/epoch_start.py`).
 """
 
 

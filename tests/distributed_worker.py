@@ -41,8 +41,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from conftest import images, tiny_cnn  # noqa: E402
 
-from saliency_callback.callback import SaliencyCallback  # noqa: E402
-from saliency_callback.options import Runtime  # noqa: E402
+from saliency_callback.training.callback import SaliencyCallback  # noqa: E402
+from saliency_callback.training.options import Runtime  # noqa: E402
 
 
 class RecordingCallback(SaliencyCallback):

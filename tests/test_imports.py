@@ -95,7 +95,7 @@ def test_the_checker_finds_a_cycle():
 def test_the_graph_sees_function_level_imports():
     graph = import_graph()
     assert "benchmarks:_common" in graph["benchmarks:bench_callback"]
-    assert "saliency_callback.options" in graph["saliency_callback.callback"]
+    assert "saliency_callback.training.options" in graph["saliency_callback.training.callback"]
 
 
 def test_no_import_cycle_in_the_repository():

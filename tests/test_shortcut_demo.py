@@ -56,7 +56,7 @@ def test_shortcut_model_is_caught_by_its_saliency(tmp_path, capsys):
 
 
 def test_running_the_demo_twice_leaves_one_event_file_per_run(tmp_path, capsys):
-    from saliency_callback.writer import RunWriter
+    from saliency_callback.output.writer import RunWriter
 
     demo = load_demo()
     demo_runs = {"saliency_shortcut", "saliency_clean"}

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from saliency_callback.inputs import to_numpy
+from saliency_callback.maps.inputs import to_numpy
 
 
 def check_probability(owner: str, p: Any) -> float:

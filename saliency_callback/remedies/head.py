@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 import saliency_callback.remedies._checks as _checks
-from saliency_callback.inputs import check_labels
+from saliency_callback.maps.inputs import check_labels
 from saliency_callback.remedies.swap import check_images, composite, object_backgrounds
 
 _OWNER = "refit_head"

@@ -27,8 +27,13 @@ from typing import Any
 import numpy as np
 
 import saliency_callback.remedies._checks as _checks
-from saliency_callback.inputs import to_numpy
-from saliency_callback.proposals import DEFAULT_METHOD, METHODS, ProposedMasks, propose_masks
+from saliency_callback.maps.inputs import to_numpy
+from saliency_callback.shortcuts.proposals import (
+    DEFAULT_METHOD,
+    METHODS,
+    ProposedMasks,
+    propose_masks,
+)
 
 FORMAT = "saliency_callback.mask_cache/1"
 _OWNER = "cache_masks"

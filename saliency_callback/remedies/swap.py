@@ -27,8 +27,8 @@ import keras
 import numpy as np
 
 import saliency_callback.remedies._checks as _checks
-from saliency_callback.background import remove_objects
-from saliency_callback.inputs import to_numpy
+from saliency_callback.maps.inputs import to_numpy
+from saliency_callback.shortcuts.background import remove_objects
 
 
 def check_images(owner: str, images: Any) -> np.ndarray:

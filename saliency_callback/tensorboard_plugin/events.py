@@ -12,7 +12,7 @@ itself (read-only) and keeps, for each `saliency/...` tag:
 Files are read incrementally (`refresh` parses only the bytes appended since the last call, so
 a run that is still training costs nothing extra), an incomplete record at the end of a file is
 read again once complete, and a restart (a second `SessionLog.START` at step `s`, as written by
-`saliency_callback.resume`) discards the steps `>= s` read before it, as TensorBoard does.
+`saliency_callback.training.resume`) discards the steps `>= s` read before it, as TensorBoard does.
 
 Only the protocol buffers of `tensorboard.compat.proto` are used: no TensorFlow, no NumPy.
 """

@@ -13,7 +13,7 @@ one are attached to it instead of getting a chart of their own:
 could not judge it), `saliency/alarm_message` (its explanation) and `saliency/nonfinite`
 (epochs whose outputs were NaN) make the verdict and the marks. An alarm that could not judge
 its latest step (e.g. a harm resting on fewer than 2 probes, `saliency/background/harm_probes`)
-says "cannot tell", never "no alarm" (`saliency_callback.unmeasured`).
+says "cannot tell", never "no alarm" (`saliency_callback.shortcuts.unmeasured`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import math
 import re
 from typing import Any
 
-from saliency_callback.alarm import DEFAULT_MONITOR, MONITORS
+from saliency_callback.shortcuts.alarm import DEFAULT_MONITOR, MONITORS
+from saliency_callback.shortcuts.unmeasured import HARM_PROBES, MIN_HARM_PROBES, judge
 from saliency_callback.tensorboard_plugin.events import PREFIX, RunData
-from saliency_callback.unmeasured import HARM_PROBES, MIN_HARM_PROBES, judge
 
 PROBES = PREFIX + "probes"
 BACKGROUND = PREFIX + "background"
@@ -154,7 +154,8 @@ def per_probe(data: RunData, probe: int, step: int) -> list[dict[str, Any]]:
 
 def verdict(data: RunData) -> dict[str, Any]:
     """The alarm's state: fired (when first, its message), clear, cannot tell, or not
-    configured (`saliency_callback.unmeasured.judge`), with the harm at its latest step."""
+    configured (`saliency_callback.shortcuts.unmeasured.judge`), with the harm at its latest
+    step."""
     messages = data.texts.get(ALARM_MESSAGE, {})
     probes = max((ref.samples for ref in data.images.get(PROBES, {}).values()), default=0)
     result = judge(data.scalars, messages, probes)

@@ -19,8 +19,12 @@ from saliency_callback.tensorboard_plugin.events import ImageRef, read_pngs
 
 THUMB_PX = 64
 """Largest side of a grid thumbnail (pixels)."""
-SEPARATOR_PX = 2  # `saliency_callback.render.SEPARATOR_PX` (checked by the tests)
-CAPTION_BG_RGB = (16, 16, 16)  # `saliency_callback.render.CAPTION_BG_RGB` (checked by the tests)
+SEPARATOR_PX = 2  # `saliency_callback.output.render.SEPARATOR_PX` (checked by the tests)
+CAPTION_BG_RGB = (
+    16,
+    16,
+    16,
+)  # `saliency_callback.output.render.CAPTION_BG_RGB` (checked by the tests)
 _MAX_CAPTION_ROWS = 64
 
 K = TypeVar("K")

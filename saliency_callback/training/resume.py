@@ -1,0 +1,131 @@
+"""Resuming after a preemption (`keras.callbacks.BackupAndRestore`): no duplicates, no gaps.
+
+When a `fit` starts at epoch `start > 0` (a resume, or an explicit `initial_epoch`), the
+callback reads back what its run directory already holds (`read_history`, TensorBoard's own
+reader, applying TensorBoard's purge rule) and then:
+
+- duplicates: steps `>= start` already in the event files were written by the interrupted run
+  after its last backup (their epochs are trained again). A `SessionLog.START` event at step
+  `start` (`RunWriter.restart`) makes TensorBoard discard them, as it does after a TensorFlow
+  restart, so each step shows once, with the resumed run's data (TensorBoard takes a run's
+  first START for its start, not a restart, so the first resume writes two);
+- gaps: step `start - 1` (the state `BackupAndRestore` restored, with its default
+  `save_freq="epoch"`) is logged at once if it is due and missing, or incomplete (e.g. the
+  interrupted run was killed while the background worker was writing it: its images without
+  its scalars, which each step writes last, are discarded as above and written again);
+- the alarm: its streak is rebuilt by replaying the monitored scalar of the steps before
+  `start` (`replay_alarm`), so `patience` counts across the interruption.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from saliency_callback.shortcuts.alarm import ShortcutAlarm
+
+__all__ = ["RunHistory", "read_history", "replay_alarm", "replay_chances"]
+
+_DT_FLOAT = 1
+
+
+@dataclass
+class RunHistory:
+    """The steps and scalar values of a run directory, as TensorBoard shows them."""
+
+    steps: set[int] = field(default_factory=set)
+    started: bool = False  # whether the run holds a SessionLog.START event
+
+    @property
+    def complete(self) -> set[int]:
+        """Steps whose scalars (each step's last write) are in: the others were cut short."""
+        return {s for values in self.scalars.values() for s in values}
+
+    scalars: dict[str, dict[int, float]] = field(default_factory=dict)
+
+    def purge_from(self, step: int) -> None:
+        """Forgets everything at `step` or later (TensorBoard's rule at a restart)."""
+        self.steps = {s for s in self.steps if s < step}
+        for values in self.scalars.values():
+            for s in [s for s in values if s >= step]:
+                del values[s]
+
+
+def read_history(run_dir: str) -> RunHistory:
+    """Reads the run's event files in order (local or remote paths; none: empty history)."""
+    from tensorboard.backend.event_processing import event_file_loader
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.util import tensor_util
+
+    history = RunHistory()
+    if "://" in run_dir:
+        import tensorflow as tf
+
+        files = sorted(tf.io.gfile.glob(os.path.join(run_dir, "events.out.tfevents.*")))
+    else:
+        files = sorted(glob.glob(os.path.join(run_dir, "events.out.tfevents.*")))
+    for path in files:
+        for event in event_file_loader.EventFileLoader(path).Load():
+            if event.HasField("session_log"):
+                if event.session_log.status == event_pb2.SessionLog.START:
+                    history.purge_from(event.step)
+                    history.started = True
+                continue
+            if not event.HasField("summary"):
+                continue
+            history.steps.add(event.step)
+            for value in event.summary.value:
+                if value.HasField("tensor") and value.tensor.dtype == _DT_FLOAT:
+                    number = float(np.asarray(tensor_util.make_ndarray(value.tensor)).ravel()[0])
+                    history.scalars.setdefault(value.tag, {})[event.step] = number
+    return history
+
+
+def replay_alarm(
+    alarm: ShortcutAlarm, history: RunHistory, before: int, chance: dict[int, float | None]
+) -> None:
+    """Feeds the alarm the monitored values logged before step `before` (silently).
+
+    `chance` maps each step to the chance level the alarm needs (or `None`). The pre-training
+    step `-1` is left out, as during training.
+    """
+    values = history.scalars.get(f"saliency/{alarm.monitor}", {})
+    for step in sorted(s for s in values if 0 <= s < before):
+        alarm.update(step, values[step], None, chance.get(step))
+
+
+def replay_chances(
+    monitor: str,
+    history: RunHistory,
+    num_classes: int | None,
+    probe_chance: np.ndarray | None = None,
+) -> dict[int, float | None]:
+    """The chance level of `monitor` at each logged step, as the live path computed it.
+
+    For `mass_in_mask` that is the mean of `probe_chance` (each probe's mask area fraction)
+    over the probes whose mass was measured at that step (read back from the per-probe
+    scalars: a map without positive mass has none: NaN in runs written before NaN was left
+    out, no value at that step since), not over every probe.
+    """
+    if monitor == "probe_accuracy":
+        return {s: 1.0 / max(num_classes or 2, 2) for s in history.steps}
+    if monitor == "mass_in_mask" and probe_chance is not None:
+        per_probe = [
+            history.scalars.get(f"saliency/mass_in_mask/probe_{i:02d}", {})
+            for i in range(len(probe_chance))
+        ]
+        chances: dict[int, float | None] = {}
+        for step in history.scalars.get("saliency/mass_in_mask", {}):
+            # A step's scalars are one event: a probe without a value was not measured.
+            valid = np.isfinite([values.get(step, np.nan) for values in per_probe])
+            chances[step] = float(probe_chance[valid].mean()) if valid.any() else None
+        return chances
+    tag = "background/only_bg_chance" if monitor.startswith("background/") else None
+    if monitor in ("mass_in_mask", "pointing_game", "rank_in_mask"):
+        tag = "mass_in_mask_chance"
+    elif monitor == "hotspot":
+        tag = "hotspot_chance"
+    return dict(history.scalars.get(f"saliency/{tag}", {})) if tag else {}
