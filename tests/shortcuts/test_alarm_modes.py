@@ -11,9 +11,8 @@ import warnings
 import keras
 import numpy as np
 import pytest
+from hand_models import K, PreemptAt, PreemptedError, S, probe_set, vanilla_callback
 from tb_events import read_run
-from test_background import K, S, probe_set, vanilla_callback
-from test_resume import PreemptAt, PreemptedError
 
 import saliency_callback as sc
 
@@ -24,7 +23,7 @@ LEAN = sc.Display(overview=False, timeline=False)  # the alarm needs no images
 def two_readers() -> keras.Model:
     """Softmax(background path + object path), each path one Dense layer that `read` switches
     on (10 * identity) or off (zeros): the background path reads the image's mean colour, the
-    object path its most colourful pixel (zero on any grey), as in `test_background`."""
+    object path its most colourful pixel (zero on any grey), as in `hand_models`."""
     inp = keras.Input((S, S, 3))
     chroma = keras.layers.Conv2D(3, 1, activation="relu", name="chroma")
     mean = keras.layers.GlobalAveragePooling2D()(inp)

@@ -10,9 +10,15 @@ import warnings
 import keras
 import numpy as np
 import pytest
+from hand_models import (
+    PreemptAt,
+    PreemptedError,
+    background_reader,
+    fit_with_callback,
+    object_reader,
+    probe_set,
+)
 from tb_events import read_run
-from test_background import background_reader, fit_with_callback, object_reader, probe_set
-from test_resume import PreemptAt, PreemptedError
 
 import saliency_callback as sc
 from saliency_callback.shortcuts import background as bg

@@ -2,7 +2,7 @@
 the callback says why once per fit, and the verdict (the Saliency tab, the report) says
 "cannot tell" where the alarm could not judge.
 
-The fits use the hand-built background reader of `test_background` on probes whose harm can or
+The fits use the hand-built background reader of `hand_models` on probes whose harm can or
 cannot be estimated by construction (one probe per class: no probe has a partner of its own
 class, so the harm rests on none), and read the event files back with TensorBoard's reader.
 """
@@ -15,8 +15,8 @@ import warnings
 import keras
 import numpy as np
 import pytest
+from hand_models import background_reader, probe_set, vanilla_callback
 from tb_events import read_run
-from test_background import background_reader, probe_set, vanilla_callback
 
 import saliency_callback as sc
 from saliency_callback.output import report

@@ -21,6 +21,7 @@ import threading
 
 import numpy as np
 import pytest
+from hand_models import entry_point_installed
 from PIL import Image
 from tb_events import decode_png, event_files, read_run
 from werkzeug.test import Client
@@ -346,12 +347,6 @@ def test_the_entry_point_module_imports_nothing_fragile():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
-
-
-def entry_point_installed() -> bool:
-    from importlib import metadata
-
-    return any(e.name == "saliency" for e in metadata.entry_points(group="tensorboard_plugins"))
 
 
 @pytest.mark.skipif(

@@ -21,11 +21,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hand_models import background_reader, entry_point_installed, object_reader, probe_set
 from PIL import Image
 from tb_events import read_run
 from tensorboard_browser import get_json, launch_chromium, missing_browser, tensorboard
-from test_background import background_reader, object_reader, probe_set
-from test_dashboard import entry_point_installed
 
 from saliency_callback.output.timeline import overlay_tiles
 from saliency_callback.shortcuts.alarm import ShortcutAlarm

@@ -10,26 +10,13 @@ import keras
 import numpy as np
 import pytest
 from conftest import images, tiny_cnn
+from hand_models import PreemptAt, PreemptedError
 from tb_events import event_files, read_run
 
 import saliency_callback as sc
 
 SHAPE = (12, 12, 3)
 EPOCHS = 6
-
-
-class PreemptedError(Exception):
-    pass
-
-
-class PreemptAt(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise PreemptedError
 
 
 def masks(n):
