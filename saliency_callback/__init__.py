@@ -228,7 +228,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*__all__, *_SUBMODULES, *_MOVED})
+    return sorted({*__all__, *_SUBMODULES})  # the flat paths (`_MOVED`) work, unlisted
 
 
 __all__ = [
