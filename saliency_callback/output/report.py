@@ -64,7 +64,7 @@ class LogDirError(ValueError):
 
 
 class ProgressLike(Protocol):
-    """What `write_report` reports progress to (e.g. `saliency_callback.commands.cli.Progress`)."""
+    """What `write_report` reports progress to (e.g. `commands.progress.Progress`)."""
 
     def update(self, done: int, detail: str = "") -> None: ...
 
