@@ -25,10 +25,14 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from saliency_callback.output.captions import draw_caption_strip
 from saliency_callback.output.charts import Series as Series
 from saliency_callback.output.charts import legend
 from saliency_callback.output.charts import svg_line_chart as svg_line_chart
-from saliency_callback.output.render import BACKGROUND_RGB, caption_height, draw_caption_strip
+from saliency_callback.output.render import (
+    BACKGROUND_RGB,
+    caption_height,
+)
 from saliency_callback.output.runs import LogDirError as LogDirError
 from saliency_callback.output.runs import ProgressFactory as ProgressFactory
 from saliency_callback.output.runs import SaliencyRun as SaliencyRun
