@@ -93,16 +93,12 @@ How to read it
 from __future__ import annotations
 
 import argparse
-import collections
-import contextlib
 import os
 import shutil
 import statistics
 import sys
 import tempfile
-import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,22 +115,19 @@ from _common import (
     Workload,
     dir_bytes,
     environment,
-    full_callback,
     make_probes,
     relative_diff,
-    small_cnn,
     timed,
 )
+from _fit_runs import BACKGROUND_HEADER, FIT_IMAGES, bench_background, bench_fit
+from _hooks import capture_images, instrumented
 from _long_runs import bench_blocking, bench_fit_modes, bench_growth, blocking_table, growth_main
 from _markdown import command_line, fmt_ms, load_average, table, write_section
-from PIL import Image
-from tensorboard.plugins.image import metadata as tb_image_metadata
+from _what_if import encode_all, what_if
 
-from saliency_callback import GradCAM, Runtime, SaliencyCallback, make_shortcut_data
+from saliency_callback import GradCAM, Runtime, SaliencyCallback
 
 TARGETS = {"cnn": 1.30, "mobilenet": 1.15}
-FIT_TARGET_PCT = 2.0
-FIT_IMAGES = 10_000
 
 
 # -- workloads --------------------------------------------------------------------------------
@@ -173,89 +166,6 @@ class Reference(GradientReference):
     def tracing_count(self) -> int:
         fns = (self.vanilla_fn, self.gradcam_fn)
         return sum(int(fn.experimental_get_tracing_count()) for fn in fns)
-
-
-# -- instrumentation (benchmark-side wrappers; the package is not modified) --------------------
-
-
-@contextlib.contextmanager
-def patched(obj: Any, name: str, wrapper: Callable[..., Any]) -> Iterator[None]:
-    """Shadows a bound method by an instance attribute (also on frozen dataclasses)."""
-    vars(obj)[name] = wrapper
-    try:
-        yield
-    finally:
-        del vars(obj)[name]
-
-
-@contextlib.contextmanager
-def capture_images(cb: SaliencyCallback, store: dict[str, np.ndarray]) -> Iterator[None]:
-    """Records the arrays the callback PNG-encodes (its writer's `encode`), named by the tag
-    each is then written under (`write_pngs`, in the order they were encoded)."""
-    encode, write_pngs = cb.writer.encode, cb.writer.write_pngs
-    pending: collections.deque[np.ndarray] = collections.deque()
-
-    def recording_encode(data: np.ndarray) -> list[bytes]:
-        pending.append(np.array(data, copy=True))
-        return encode(data)
-
-    def recording_write(tag: str, pngs: list[bytes], size: tuple[int, int], *a: Any) -> None:
-        data = pending.popleft()
-        while data.shape[1:3] != tuple(size) or len(data) != len(pngs):  # one left unwritten
-            data = pending.popleft()  # (over the size cap): not in the reference either
-        store[tag] = data
-        write_pngs(tag, pngs, size, *a)
-
-    with (
-        patched(cb.writer, "encode", recording_encode),
-        patched(cb.writer, "write_pngs", recording_write),
-    ):
-        yield
-
-
-@contextlib.contextmanager
-def instrumented(cb: SaliencyCallback, times: dict[str, float]) -> Iterator[None]:
-    """Adds the wall time of the callback's inner calls to `times` (piece -> ms)."""
-    assert cb._explainer is not None
-
-    def timer(piece: Callable[[tuple[Any, ...]], str], fn: Callable[..., Any]) -> Any:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                times[piece(args)] += (time.perf_counter() - start) * 1e3
-
-        return wrapper
-
-    def write_piece(args: tuple[Any, ...]) -> str:
-        return f"image summary writes: {args[0].split('/')[-1]}"
-
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(
-            patched(
-                cb._explainer,
-                "explain_prepared",
-                timer(lambda a: "engine", cb._explainer.explain_prepared),
-            )
-        )
-        stack.enter_context(
-            patched(cb.renderer, "panels", timer(lambda a: "render: panels", cb.renderer.panels))
-        )
-        stack.enter_context(
-            patched(cb.renderer, "grid", timer(lambda a: "render: grid", cb.renderer.grid))
-        )
-        stack.enter_context(
-            patched(cb.writer, "encode", timer(lambda a: "PNG encoding", cb.writer.encode))
-        )
-        stack.enter_context(
-            patched(cb.writer, "write_pngs", timer(write_piece, cb.writer.write_pngs))
-        )
-        stack.enter_context(
-            patched(cb.writer, "scalars", timer(lambda a: "scalar summaries", cb.writer.scalars))
-        )
-        stack.enter_context(patched(cb.writer, "flush", timer(lambda a: "flush", cb.writer.flush)))
-        yield
 
 
 # -- measurement ------------------------------------------------------------------------------
@@ -426,113 +336,6 @@ def bench_case(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def encode_all(images: dict[str, np.ndarray], compression: int = -1) -> int:
-    """PNG-encodes the images as `tf.summary.image` does (one batched op per tag, which spreads
-    the images of a batch over the cores); returns the encoded bytes."""
-    total = 0
-    for data in images.values():
-        pngs = tf.image.encode_png(data, compression=compression).numpy()
-        total += sum(len(png) for png in pngs)
-    return total
-
-
-def what_if(
-    cb: SaliencyCallback,
-    written: dict[str, np.ndarray],
-    result: Any,
-    repeats: int,
-    tmp: str,
-) -> list[tuple[str, float, str]]:
-    """Times cheaper ways of writing the same content (fix candidates), on a scratch writer."""
-    writer = tf.summary.create_file_writer(os.path.join(tmp, "whatif"))
-    overview = {k: v for k, v in written.items() if k.endswith("overview")}
-    panels = {k: v for k, v in written.items() if not k.endswith("overview")}
-    scalars = cb._scalars(result, 0, None, {})
-    tags = list(scalars)
-    values = np.asarray(list(scalars.values()), np.float32)
-
-    @tf.function(
-        input_signature=[tf.TensorSpec((len(tags),), tf.float32), tf.TensorSpec((), tf.int64)]
-    )
-    def write_scalars(v: tf.Tensor, step: tf.Tensor) -> None:
-        for i, tag in enumerate(tags):
-            tf.summary.scalar(tag, v[i], step=step)
-
-    image_metadata = tb_image_metadata.create_summary_metadata(display_name=None, description="")
-
-    def summaries(images: dict[str, np.ndarray]) -> None:
-        with writer.as_default():
-            for tag, data in images.items():
-                tf.summary.image(tag, data, step=0, max_outputs=len(data))
-
-    def eager_scalars() -> None:
-        with writer.as_default():
-            for tag, value in scalars.items():
-                tf.summary.scalar(tag, value, step=0)
-
-    def compiled_scalars() -> None:
-        with writer.as_default():
-            write_scalars(values, tf.constant(0, tf.int64))
-
-    def encoded(images: dict[str, np.ndarray], compression: int) -> None:
-        """Same summaries as `tf.summary.image`, from PNGs encoded here (`tf.summary.write`)."""
-        with writer.as_default():
-            for tag, data in images.items():
-                pngs = tf.image.encode_png(data, compression=compression)
-                dims = tf.stack([tf.as_string(data.shape[2]), tf.as_string(data.shape[1])])
-                tensor = tf.concat([dims, pngs], axis=0)
-                tf.summary.write(tag, tensor, step=0, metadata=image_metadata)
-
-    def half_overview() -> None:
-        """Panels in full, the overview at half resolution (bilinear), compression=1."""
-        grid = next(iter(overview.values()))[0]
-        small = Image.fromarray(grid).resize(
-            (grid.shape[1] // 2, grid.shape[0] // 2), Image.Resampling.BILINEAR
-        )
-        encoded({**panels, "half_overview": np.asarray(small)[None]}, 1)
-
-    attributions = np.asarray(result.attributions)
-
-    def per_channel_max() -> np.ndarray:
-        out = np.abs(attributions[..., 0])
-        for c in range(1, attributions.shape[-1]):
-            np.maximum(out, np.abs(attributions[..., c]), out=out)
-        return out
-
-    assert np.array_equal(per_channel_max(), np.abs(attributions).max(axis=-1))
-    sizes = {lvl: encode_all(written, lvl) for lvl in (-1, 1)}
-    n_scalars = len(tags)
-    cases: list[tuple[str, Callable[[], Any], str]] = [
-        ("image summaries, overview + panels (now)", lambda: summaries(written), ""),
-        ("image summaries, panels only", lambda: summaries(panels), ""),
-        ("image summaries, overview only", lambda: summaries(overview), ""),
-        ("PNG encode all, zlib default (now)", lambda: encode_all(written), f"{sizes[-1]} B"),
-        ("PNG encode all, compression=1", lambda: encode_all(written, 1), f"{sizes[1]} B"),
-        ("pre-encoded write, default zlib", lambda: encoded(written, -1), "same bytes as now"),
-        ("pre-encoded write, compression=1", lambda: encoded(written, 1), ""),
-        ("  same, panels only", lambda: encoded(panels, 1), ""),
-        ("  same, panels + half-resolution overview", half_overview, ""),
-        (f"{n_scalars} scalars, eager tf.summary.scalar (now)", eager_scalars, ""),
-        (f"{n_scalars} scalars, one tf.function", compiled_scalars, ""),
-        (
-            "max_abs reduction: np.abs(a).max(axis=-1) (now)",
-            lambda: np.abs(attributions).max(axis=-1),
-            "engine, and again in _scalars with masks",
-        ),
-        ("max_abs reduction: np.maximum per channel", per_channel_max, "identical result"),
-    ]
-    compiled_scalars()  # trace once
-    out = []
-    try:
-        for name, fn, note in cases:
-            fn()
-            ms = statistics.median(timed(fn)[0] for _ in range(repeats))
-            out.append((name, ms, note))
-    finally:
-        writer.close()
-    return out
-
-
 def bench_workload(
     workload: Workload, methods: list[str], quick: bool, probes_kind: str, whatif: bool
 ) -> list[Row]:
@@ -550,174 +353,6 @@ def bench_workload(
 
 
 # -- realistic fit overhead -------------------------------------------------------------------
-
-
-class Gate(keras.callbacks.Callback):
-    """Forwards every hook to `inner`, but `on_epoch_end` only on the epochs in `enabled`."""
-
-    def __init__(self, inner: SaliencyCallback, enabled: set[int]) -> None:
-        super().__init__()
-        self.inner = inner
-        self.enabled = enabled
-        self.epoch_end_ms: dict[int, float] = {}
-        self.epoch_end_cpu_ms: dict[int, float] = {}
-        self.pieces: dict[int, dict[str, float]] = {}
-
-    def set_model(self, model: keras.Model) -> None:
-        super().set_model(model)
-        self.inner.set_model(model)
-
-    def set_params(self, params: dict[str, Any]) -> None:
-        super().set_params(params)
-        self.inner.set_params(params)
-
-    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        self.inner.on_train_begin(logs)
-
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self.inner.on_epoch_begin(epoch, logs)
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if epoch in self.enabled:
-            times: dict[str, float] = defaultdict(float)
-            with instrumented(self.inner, times):
-                ms, cpu_ms, _ = timed(lambda: self.inner.on_epoch_end(epoch, logs))
-            self.epoch_end_cpu_ms[epoch] = cpu_ms
-            self.epoch_end_ms[epoch] = ms
-            times["other (captions, scalar values, checks)"] = ms - sum(times.values())
-            self.pieces[epoch] = dict(times)
-
-    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        self.inner.on_train_end(logs)
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Wall and process CPU time of each epoch, from `on_epoch_begin` to `on_epoch_end`.
-
-    Placed last, so an epoch's time includes the other callbacks' `on_epoch_end`.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.ms: dict[int, float] = {}
-        self.cpu_ms: dict[int, float] = {}
-        self._start = (0.0, 0.0)
-
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self._start = (time.perf_counter(), time.process_time())
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self.ms[epoch] = (time.perf_counter() - self._start[0]) * 1e3
-        self.cpu_ms[epoch] = (time.process_time() - self._start[1]) * 1e3
-
-
-def bench_fit(epochs_each: int, images: int = FIT_IMAGES) -> str:
-    """Prints the fit overhead; returns its Markdown table."""
-    print(
-        f"\n== fit: {images} images 64x64x3 per epoch, small CNN (3 classes), batch 32, "
-        f"{NUM_PROBES} probes with labels and masks, callback logging every epoch",
-        flush=True,
-    )
-    train = make_shortcut_data(images, image_size=64, seed=0)
-    probes = make_shortcut_data(NUM_PROBES, image_size=64, seed=1)
-    model = small_cnn((64, 64, 3), num_classes=3)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    # Epoch 0: warm-up with the callback (traces). Then ABBA: off, on, on, off, off, on, ...
-    schedule = [True]
-    for i in range(epochs_each):
-        schedule += [False, True] if i % 2 == 0 else [True, False]
-    enabled = {e for e, on in enumerate(schedule) if on}
-    tmp = tempfile.mkdtemp(prefix="bench_callback_fit_")
-    try:
-        cb = full_callback(probes, tmp)
-        gate = Gate(cb, enabled)
-        timer = EpochTimer()
-        model.fit(
-            train.images,
-            train.labels,
-            batch_size=32,
-            epochs=len(schedule),
-            verbose=0,
-            callbacks=[gate, timer],
-        )
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    on = [timer.ms[e] for e in range(1, len(schedule)) if schedule[e]]
-    off = [timer.ms[e] for e in range(1, len(schedule)) if not schedule[e]]
-    direct = [gate.epoch_end_ms[e] for e in range(1, len(schedule)) if schedule[e]]
-    timed_epochs = [e for e in range(1, len(schedule)) if schedule[e]]
-    for e, on_ in enumerate(schedule):
-        extra = f"  (callback on_epoch_end {gate.epoch_end_ms[e]:.0f} ms)" if on_ else ""
-        label = "warm-up, " if e == 0 else ""
-        print(
-            f"  epoch {e}: {label}callback {'on ' if on_ else 'off'}  {timer.ms[e] / 1e3:7.2f} s"
-            + extra
-        )
-    parts = {
-        name: statistics.median(gate.pieces[e].get(name, 0.0) for e in timed_epochs)
-        for name in gate.pieces[timed_epochs[0]]
-    }
-    print(f"  callback epoch end, breakdown (median over epochs {timed_epochs}):")
-    for name, part_ms in sorted(parts.items(), key=lambda kv: -kv[1]):
-        print(f"    {name:<44} {part_ms:8.1f} ms")
-    med_on, med_off = statistics.median(on), statistics.median(off)
-    added = (med_on - med_off) / med_off * 100
-    spread = (max(off) - min(off)) / med_off * 100 if len(off) > 1 else float("nan")
-    reliable = spread <= 2 * FIT_TARGET_PCT
-    cpu_on = statistics.median(timer.cpu_ms[e] for e in timed_epochs)
-    cpu_off = statistics.median(timer.cpu_ms[e] for e in range(1, len(schedule)) if not schedule[e])
-    cpu_cb = statistics.median(gate.epoch_end_cpu_ms[e] for e in timed_epochs)
-    direct_median = statistics.median(direct) / med_off * 100
-    direct_fastest = min(direct) / min(off) * 100
-    verdict = "PASS" if added < FIT_TARGET_PCT else "FAIL"
-    if not reliable:
-        verdict += (
-            f" (UNRELIABLE: the epochs without the callback vary by {spread:.0f}%, more than twice"
-            " the target)"
-        )
-    direct_verdict = "PASS" if direct_fastest < FIT_TARGET_PCT else "FAIL"
-    print(
-        f"  wall time, median epoch: with callback {med_on / 1e3:.2f} s, without "
-        f"{med_off / 1e3:.2f} s (fastest without: {min(off) / 1e3:.2f} s; spread of the epochs "
-        f"without: {spread:.1f}%)\n"
-        f"  process CPU time, median epoch: with callback {cpu_on / 1e3:.2f} s, without "
-        f"{cpu_off / 1e3:.2f} s: {(cpu_on - cpu_off) / cpu_off * 100:+.2f}%; the callback's "
-        f"on_epoch_end used {cpu_cb:.0f} ms CPU = {cpu_cb / cpu_off * 100:.2f}% (information)\n"
-        f"  added by the callback, from epoch wall times: {added:+.2f}%  "
-        f"(target < {FIT_TARGET_PCT:.0f}%) -> {verdict}\n"
-        f"  added by the callback, its on_epoch_end timed directly: median "
-        f"{statistics.median(direct):.0f} ms = {direct_median:.2f}% of the median epoch; fastest "
-        f"{min(direct):.0f} ms = {direct_fastest:.2f}% of the fastest epoch (closest to an idle "
-        f"machine) -> {direct_verdict}"
-    )
-    final = verdict if reliable else direct_verdict
-    source = "epoch wall times" if reliable else "direct timing / fastest epoch (epochs too noisy)"
-    print(f"  fit overhead target (< {FIT_TARGET_PCT:.0f}%): {final[:4]}  (from {source})")
-    off_cpu = f"{cpu_off / 1e3:.2f} s CPU"
-    return table(
-        ["measure", "value"],
-        [
-            ["training images per epoch", f"{images}"],
-            [
-                "epoch without the callback (median; fastest)",
-                f"{med_off / 1e3:.2f} s ({off_cpu}); {min(off) / 1e3:.2f} s",
-            ],
-            [
-                "epoch with the callback (median)",
-                f"{med_on / 1e3:.2f} s ({cpu_on / 1e3:.2f} s CPU)",
-            ],
-            ["spread of the epochs without the callback", f"{spread:.1f}%"],
-            ["added, from epoch wall times", f"{added:+.2f}%"],
-            ["on_epoch_end timed directly (median)", f"{fmt_ms(statistics.median(direct))}"],
-            ["  in % of the median epoch", f"{direct_median:.2f}%"],
-            ["on_epoch_end timed directly (fastest)", f"{fmt_ms(min(direct))}"],
-            ["  in % of the fastest epoch", f"{direct_fastest:.2f}%"],
-            [f"target < {FIT_TARGET_PCT:.0f}%", f"{final[:4]} (from {source})"],
-        ],
-    )
-
-
-# -- output -----------------------------------------------------------------------------------
 
 
 def print_tables(rows: list[Row]) -> None:
@@ -847,55 +482,6 @@ def markdown(rows: list[Row]) -> str:
 
 
 # -- main -------------------------------------------------------------------------------------
-
-
-def bench_background(workload: Workload, repeats: int) -> list[str]:
-    """The background tests' forward pass against the vanilla gradient pass, same probes.
-
-    The counterfactual batch (only_fg, only_bg, mixed_rand, mixed_same of the 32 probes, built
-    once by `BackgroundTest.build`) goes through `Explainer.predict` (compiled, batched,
-    forward only); the reference is the bare compiled vanilla gradient of the 32 probes.
-    Interleaved, medians.
-    """
-    from saliency_callback.maps.engine import Explainer
-    from saliency_callback.shortcuts.background import BackgroundTest
-
-    data = make_shortcut_data(NUM_PROBES, image_size=workload.size, num_classes=6, seed=1)
-    model = workload.build()
-    reference = GradientReference(model, workload.gradcam_layer)
-    explainer = Explainer(model, "vanilla")
-    test = BackgroundTest.build(data.images, data.masks, data.labels)
-    batch = test.batch
-    x = tf.convert_to_tensor(data.images)
-    explainer.predict(batch)  # trace
-    reference.vanilla_fn(x).numpy()
-    traces = explainer.tracing_count
-    forward_ms, gradient_ms = [], []
-    for _ in range(repeats):
-        forward_ms.append(timed(lambda: explainer.predict(batch))[0])
-        gradient_ms.append(timed(lambda: reference.vanilla_fn(x).numpy())[0])
-    fwd, grad = float(np.median(forward_ms)), float(np.median(gradient_ms))
-    per_variant = fwd / len(test.variants)
-    return [
-        workload.title,
-        f"{len(test.variants)} x {NUM_PROBES} ({', '.join(test.variants)})",
-        fmt_ms(fwd),
-        fmt_ms(grad),
-        f"{fwd / grad:.2f}",
-        f"{per_variant / grad:.2f}",
-        f"{explainer.tracing_count - traces}",
-    ]
-
-
-BACKGROUND_HEADER = [
-    "workload",
-    "counterfactual images",
-    "forward pass",
-    f"vanilla gradient ({NUM_PROBES})",
-    "ratio",
-    "per variant",
-    "retraces",
-]
 
 
 def main(argv: list[str] | None = None) -> int:

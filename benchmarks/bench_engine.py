@@ -71,7 +71,6 @@ import cProfile
 import io
 import os
 import pstats
-import resource
 import statistics
 import sys
 from collections.abc import Callable
@@ -90,11 +89,10 @@ from _common import (
     GradientReference,
     Workload,
     environment,
-    mobilenet,
     relative_diff,
-    small_cnn,
     timed,
 )
+from _engine_memory import bench_memory
 from _markdown import command_line, fmt_ms, load_average, table, write_section
 
 from saliency_callback import (
@@ -524,48 +522,6 @@ def markdown(rows: list[Row]) -> str:
         for r in rows
     ]
     return table(header, cells)
-
-
-# -- memory -----------------------------------------------------------------------------------
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
-
-
-def bench_memory(workload: str) -> None:
-    n, samples, batch_size, size = 64, 50, 32, 224
-    models: list[tuple[str, Callable[[], keras.Model]]] = []
-    if workload in ("cnn", "all"):
-        models.append(("small strided CNN", lambda: small_cnn((size, size, 3), stem_stride=2)))
-    if workload in ("mobilenet", "all"):
-        models.append(("MobileNetV2", lambda: mobilenet(size)))
-    naive_inputs = n * samples * size * size * 3 * 4 / 2**30
-    print(
-        f"SmoothGrad, {samples} samples, {n} probes of {size}x{size}x3, batch_size={batch_size}: "
-        f"{n * samples} gradient evaluations.\nMaterialising all noisy copies at once would need "
-        f"{naive_inputs:.2f} GiB for the inputs alone, plus every layer's activations for the "
-        "backward pass."
-    )
-    print(f"peak RSS at start: {peak_rss_mib():8.0f} MiB")
-    probes = np.random.default_rng(1).random((n, size, size, 3)).astype(np.float32)
-    method = SmoothGrad(Vanilla(), n_samples=samples)
-    for name, build in models:
-        model = build()
-        before = peak_rss_mib()
-        print(f"-- {name}: peak RSS with model and probes: {before:8.0f} MiB")
-        explainer = Explainer(model, method, batch_size=batch_size)
-        calls = 2 if name != "MobileNetV2" else 1
-        for call in range(calls):
-            ms, _, result = timed(lambda e=explainer: e(probes))
-            print(
-                f"   call {call + 1}: {ms / 1e3:6.1f} s, maps {result.maps.shape}, "
-                f"peak RSS {peak_rss_mib():8.0f} MiB (+{peak_rss_mib() - before:.0f} MiB), "
-                f"tracing count {explainer.tracing_count}"
-            )
-    peak = peak_rss_mib() / 1024
-    verdict = "PASS" if peak < 4.0 else "FAIL"
-    print(f"peak RSS after: {peak:.2f} GiB  (limit for this check: 4 GiB, vs 24 GB) -> {verdict}")
 
 
 # -- main -------------------------------------------------------------------------------------

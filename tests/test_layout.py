@@ -82,3 +82,42 @@ def test_a_name_that_never_existed_still_fails():
         importlib.import_module("saliency_callback.no_such_module")
     with pytest.raises(AttributeError, match="no_such_name"):
         sc.no_such_name  # noqa: B018
+
+
+REPO = Path(__file__).resolve().parents[1]
+MAX_LINES = 600
+REASON = "Longer than 600 lines because"
+
+
+def too_long(path: Path) -> bool:
+    """Whether `path` has more than `MAX_LINES` lines and no stated reason in its docstring."""
+    text = path.read_text(encoding="utf-8")
+    if len(text.splitlines()) <= MAX_LINES:
+        return False
+    docstring = ast.get_docstring(ast.parse(text)) or ""
+    return not any(s.strip().startswith(REASON) for s in docstring.replace("\n", " ").split(". "))
+
+
+@pytest.mark.parametrize("folder", ["saliency_callback", "benchmarks"])
+def test_no_file_is_longer_than_600_lines_without_a_reason(folder):
+    paths = sorted((REPO / folder).rglob("*.py"))
+    assert len(paths) > 5, paths  # the folder was found
+    offending = [f"{p.relative_to(REPO)}: {len(p.read_text().splitlines())}" for p in paths]
+    offending = [o for o, p in zip(offending, paths, strict=True) if too_long(p)]
+    assert not offending, offending
+
+
+def test_the_length_check_reads_the_reason_in_the_docstring(tmp_path):
+    body = "x = 1\n" * (MAX_LINES + 1)
+    short = tmp_path / "short.py"
+    short.write_text('"""Short."""\n' + "x = 1\n" * (MAX_LINES - 1))
+    long = tmp_path / "long.py"
+    long.write_text('"""A module.\n\nIt has many lines."""\n' + body)
+    reasoned = tmp_path / "reasoned.py"
+    reasoned.write_text(f'"""A module.\n\n{REASON} its table is one list. More."""\n' + body)
+    commented = tmp_path / "commented.py"
+    commented.write_text(f'"""A module."""\n# {REASON} of a comment, not the docstring.\n' + body)
+    assert not too_long(short)
+    assert too_long(long)
+    assert not too_long(reasoned)
+    assert too_long(commented)

@@ -16,36 +16,23 @@ place only when everything succeeded, so a failure leaves nothing half-written b
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from fractions import Fraction
-from typing import IO, Any, TypeVar
-
-import numpy as np
+from typing import Any, TypeVar
 
 from saliency_callback.commands._common import PROG, CLIError, one_line, parse_size
+from saliency_callback.commands.explain_command import run_explain
 from saliency_callback.commands.explain_files import (
-    ExplainError,
-    ExplainJob,
-    SummaryRow,
-    batches,
     staged_directory,
-    write_summary,
 )
+from saliency_callback.commands.progress import Progress
+from saliency_callback.commands.report_command import run_report
 from saliency_callback.data.loading import (
-    ImageFile,
-    LoadError,
     load_model,
-    load_pixels,
     load_saved_model,
-    model_input,
-    open_images,
-    read_class_names,
-    resolve_size,
 )
 
 METHODS = ("vanilla", "smoothgrad", "integrated_gradients", "gradcam")
@@ -71,96 +58,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> Any:  # type: ignore[override]
         raise CLIError(f"{message} (see '{self.prog} --help')", 2)
-
-
-# --------------------------------------------------------------------------------------------
-# Progress and notes on stderr.
-# --------------------------------------------------------------------------------------------
-
-
-class Progress:
-    """Shows `label: done/total unit` on stderr for long work.
-
-    On a terminal the line is redrawn in place; otherwise (logs, CI, pipes) a line is printed
-    at about every tenth of the work and at the end. Nothing is shown for fewer than
-    `min_total` items or when disabled.
-
-    Args:
-        label: What is being done, e.g. `"explain"`.
-        total: Number of items.
-        unit: Name of the items, e.g. `"images"`. Defaults to `"items"`.
-        stream: Where to write. Defaults to `sys.stderr`.
-        enabled: Whether to show anything. Defaults to `True`.
-        min_total: Smallest `total` for which progress is shown. Defaults to `2`.
-
-    Example:
-    >>> progress = Progress("explain", 100, "images")
-    >>> for i in range(100):
-    ...     progress.update(i + 1)
-    >>> progress.close()
-    """
-
-    def __init__(
-        self,
-        label: str,
-        total: int,
-        unit: str = "items",
-        *,
-        stream: IO[str] | None = None,
-        enabled: bool = True,
-        min_total: int = 2,
-    ) -> None:
-        self.label = label
-        self.total = max(0, int(total))
-        self.unit = unit
-        self.stream = stream if stream is not None else sys.stderr
-        self.enabled = enabled and self.total >= min_total
-        isatty = getattr(self.stream, "isatty", None)
-        self.tty = bool(isatty()) if callable(isatty) else False
-        self._last_shown = -1
-        self._open_line = False
-
-    def update(self, done: int, detail: str = "") -> None:
-        """Reports that `done` of `total` items are finished."""
-        if not self.enabled:
-            return
-        done = min(max(0, int(done)), self.total)
-        step = max(1, math.ceil(self.total / 10))
-        due = done == self.total or self._last_shown < 0 or done - self._last_shown >= step
-        if not self.tty and not due:
-            return
-        self._last_shown = done
-        text = f"{self.label}: {done}/{self.total} {self.unit}"
-        if detail:
-            text += f" ({detail})"
-        if self.tty:
-            self.stream.write("\r\033[K" + text)
-            self._open_line = True
-            if done == self.total:
-                self.close()
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        """Ends the in-place line on a terminal."""
-        if self._open_line:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._open_line = False
-
-
-@dataclass
-class _Console:
-    """Where notes go (stderr), unless `--quiet`."""
-
-    err: IO[str]
-    quiet: bool = False
-
-    def note(self, message: str) -> None:
-        if not self.quiet:
-            self.err.write(f"{PROG}: note: {message}\n")
-            self.err.flush()
 
 
 # --------------------------------------------------------------------------------------------
@@ -421,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="images per batch (default: %(default)s)",
     )
     ex.add_argument("--quiet", "-q", action="store_true", help="no progress or notes on stderr")
-    ex.set_defaults(handler=_run_explain)
+    ex.set_defaults(handler=run_explain)
 
     rp = sub.add_parser(
         "report",
@@ -466,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rp.add_argument("--title", help="report title (default: 'Saliency report: LOGDIR')")
     rp.add_argument("--quiet", "-q", action="store_true", help="no progress or notes on stderr")
-    rp.set_defaults(handler=_run_report)
+    rp.set_defaults(handler=run_report)
 
     from saliency_callback.commands.annotate.command import add_parser as add_annotate
 
@@ -513,220 +410,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.write(f"{PROG}: error: interrupted\n")
         return 130
-
-
-# --------------------------------------------------------------------------------------------
-# explain
-# --------------------------------------------------------------------------------------------
-
-
-def _build_method(args: argparse.Namespace) -> Any:
-    """The saliency method of `--method`, with its options.
-
-    Raises:
-        CLIError: (exit status 2) for an option of another method.
-    """
-    from saliency_callback.maps.methods import GradCAM, IntegratedGradients, SmoothGrad, Vanilla
-
-    if args.layer is not None and args.method != "gradcam":
-        raise CLIError("--layer is for --method gradcam", 2)
-    if args.samples is not None and args.method != "smoothgrad":
-        raise CLIError("--samples is for --method smoothgrad", 2)
-    if args.steps is not None and args.method != "integrated_gradients":
-        raise CLIError("--steps is for --method integrated_gradients", 2)
-    if args.method == "smoothgrad":
-        return SmoothGrad(Vanilla(), n_samples=args.samples or 20)
-    if args.method == "integrated_gradients":
-        return IntegratedGradients(steps=args.steps or 32)
-    if args.method == "gradcam":
-        return GradCAM(layer=args.layer)
-    return Vanilla()
-
-
-def _print_table(rows: list[SummaryRow], show_target: bool, out: IO[str]) -> None:
-    """Prints the rows as a table with aligned columns (`explained` only with `--target`)."""
-    header = ["file", "predicted", "confidence"]
-    if show_target:
-        header.append("explained")
-    header.append("peak (x, y)")
-    table = [header]
-    for r in rows:
-        line = [r.file, r.predicted, r.confidence]
-        if show_target:
-            line.append(r.target)
-        line.append(f"({r.peak_x}, {r.peak_y})")
-        table.append(line)
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for row in table:
-        out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-        out.write("\n")
-    out.flush()
-
-
-def _run_explain(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    """Runs `explain`; errors in its inputs and outputs become `CLIError`s."""
-    try:
-        return _explain(args, out, err)
-    except LoadError as error:
-        raise CLIError(str(error), 2 if error.usage else 1) from None
-    except ExplainError as error:
-        raise CLIError(str(error)) from None
-
-
-def _explain(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    """Checks the inputs, explains the images in batches, writes the files, prints the table."""
-    console = _Console(err, args.quiet)
-    class_names = read_class_names(args.class_names)
-    method = _build_method(args)
-    if not os.path.exists(args.model):
-        raise CLIError(f"model not found: {args.model}")
-    files = open_images(args.images)
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise CLIError(f"--out {args.out!r} is a file, expected a directory")
-
-    model = load_model(args.model, args.endpoint)
-    spec = model_input(model)
-    size = resolve_size(args.size, spec)
-
-    from saliency_callback.maps.engine import Explainer
-    from saliency_callback.output.render import Renderer
-
-    try:
-        explainer = Explainer(model, method, target=args.target, batch_size=args.batch_size)
-    except (ValueError, TypeError) as error:
-        message = one_line(error)
-        if args.target != "predicted" and "`target`" in message:
-            raise CLIError(f"--target {args.target} does not fit the model: {message}") from None
-        raise CLIError(
-            f"cannot explain this model with --method {args.method}: {message}"
-        ) from None
-    head = explainer.head
-    if (
-        class_names is not None
-        and head.num_classes is not None
-        and len(class_names) != head.num_classes
-    ):
-        raise CLIError(
-            f"--class-names has {len(class_names)} names but the model has "
-            f"{head.num_classes} classes"
-        )
-    if class_names is not None and head.num_classes is None:
-        console.note("--class-names ignored: the model has one linear output (regression)")
-    renderer = Renderer(sigma=args.sigma, colormap=args.colormap, alpha=args.alpha)
-    if os.path.isdir(args.model):
-        console.note(
-            "SavedModel: gradients are taken of its saved output as it is (no pre-activation "
-            "logits are available)"
-        )
-    if spec.channels is None:
-        console.note("the model accepts any number of channels; images are read as RGB")
-    if size is None:
-        console.note("the model accepts any image size; each image keeps its own size")
-    if args.scale == 1.0 and args.offset == 0.0:
-        console.note(
-            "pixel values are fed as 0..255 (use --scale 1/255 for models trained on [0, 1])"
-        )
-
-    job = ExplainJob(
-        explainer,
-        renderer,
-        class_names,
-        method.name,
-        scale=args.scale,
-        offset=args.offset,
-        sigma=args.sigma,
-        colormap=args.colormap,
-        alpha=args.alpha,
-    )
-    progress = Progress("explain", len(files), "images", stream=err, enabled=not args.quiet)
-    rows: dict[int, SummaryRow] = {}
-    resized_count = converted_count = 0
-    with staged_directory(args.out) as stage:
-        done = 0
-        progress.update(0)
-        for group in batches(files, size, args.batch_size):
-            by_shape: dict[tuple[int, ...], list[tuple[ImageFile, np.ndarray, np.ndarray]]] = {}
-            for item in group:
-                px, disp, was_resized, was_converted = load_pixels(item, size, spec.channels)
-                resized_count += was_resized
-                converted_count += was_converted
-                by_shape.setdefault(px.shape, []).append((item, px, disp))
-            for entries in by_shape.values():  # one shape unless the model takes any size
-                rows.update(job.explain(stage, entries))
-            done += len(group)
-            progress.update(done)
-        write_summary(os.path.join(stage, "summary.csv"), [rows[i] for i in sorted(rows)])
-    progress.close()
-    if resized_count and size is not None:
-        source = "--size" if args.size is not None else "the model's input size"
-        console.note(
-            f"resized {resized_count} of {len(files)} images to {size[0]}x{size[1]} ({source})"
-        )
-    if converted_count:
-        mode = {1: "grayscale", 4: "RGBA"}.get(spec.channels or 3, "RGB")
-        console.note(
-            f"converted {converted_count} of {len(files)} images to {mode} for the "
-            f"model's {spec.channels or 3} channels"
-        )
-    show_target = args.target != "predicted"
-    _print_table([rows[i] for i in sorted(rows)], show_target, out)
-    console.note(
-        f"wrote the explanations of {len(rows)} image{'s' if len(rows) != 1 else ''} to {args.out}"
-    )
-    return 0
-
-
-# --------------------------------------------------------------------------------------------
-# report
-# --------------------------------------------------------------------------------------------
-
-
-def _run_report(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    from saliency_callback.output import report
-
-    console = _Console(err, args.quiet)
-    outputs = []
-    for path in args.out:
-        suffix = os.path.splitext(path)[1].lower()
-        if suffix not in (".html", ".htm", ".png"):
-            raise CLIError(f"--out {path!r}: expected a .html or .png file", 2)
-        if os.path.isdir(path):
-            raise CLIError(f"--out {path!r} is a directory, expected a .html or .png file")
-        outputs.append(path)
-
-    def progress_factory(label: str, total: int, unit: str) -> Progress:
-        return Progress(label, total, unit, stream=err, enabled=not args.quiet)
-
-    try:
-        runs = report.read_saliency_runs(args.logdir, runs=args.run, progress=progress_factory)
-    except report.LogDirError as error:
-        raise CLIError(one_line(error)) from None
-    if args.max_probes is not None:
-        runs = [
-            dataclasses.replace(
-                run, panels={s: p[: args.max_probes] for s, p in run.panels.items()}
-            )
-            for run in runs
-        ]
-    try:
-        report.write_report(
-            runs,
-            outputs,
-            log_dir=args.logdir,
-            title=args.title,
-            max_steps=args.max_steps,
-            cell_width=args.cell_width,
-            progress=progress_factory,
-        )
-    except OSError as error:
-        raise CLIError(f"cannot write the report: {one_line(error)}") from None
-    for run in runs:
-        n_alarms = len(run.alarms)
-        console.note(
-            f"run {run.name!r}: {run.num_probes} probes x {len(run.steps)} steps"
-            + (f", {n_alarms} alarm{'s' if n_alarms != 1 else ''}" if n_alarms else "")
-        )
-    for path in outputs:
-        out.write(f"{path}\n")
-    out.flush()
-    return 0

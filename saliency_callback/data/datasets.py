@@ -21,12 +21,19 @@ loop), from `np.random.default_rng(seed)` only.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from saliency_callback.data.cues import DISTRACTOR_MIN_IMAGE_SIZE, generate_family
+from saliency_callback.data.shapes import (
+    RADIUS_RANGE,
+    TINT_JITTER,
+    draw_masks,
+    draw_object_colors,
+)
 
 __all__ = [
     "BACKGROUND_TINTS",
@@ -63,18 +70,6 @@ OBJECT_AREA_LIMITS = (0.01, 0.3)
 RANDOM_SCALE: tuple[float, float] = (0.02, 0.3)
 """`object_area` of the random-scale family: objects from 2% to 30% of the image."""
 
-# Object size: every shape below has an area of about pi * r**2 and fits in a
-# box of half-width 1.25 * r. With r drawn uniformly in this range (as a
-# fraction of the image side), masks cover about 11% to 26% of the image
-# (pixelation widens this to about 9% to 29% at 16x16).
-_RADIUS_RANGE = (0.19, 0.28)
-_HALF_EXTENT = 1.25
-# Per-image uniform jitter of the tint, per channel.
-_TINT_JITTER = 0.05
-# Object colours are uniform in the RGB cube minus balls of this radius around
-# every tint in use, so the object always contrasts with the background and
-# its colour distribution is the same for every class.
-_MIN_COLOR_DISTANCE = 0.3
 
 _INT_TYPE_MSG = "expected `{name}` to be an int, received {value!r} of type {type}"
 _INT_MIN_MSG = "expected `{name}` >= {minimum}, received {value}"
@@ -136,132 +131,6 @@ def _check_fraction(name: str, value: Any) -> float:
     return fraction
 
 
-# Shape predicates. `dy` and `dx` are offsets from the object's centre, shaped
-# (m, S, 1) and (m, 1, S); `r` is the size, shaped (m, 1, 1). Each returns an
-# (m, S, S) boolean mask with an area of about pi * r**2, within 1.25 * r of
-# the centre along each axis.
-_Predicate = Callable[[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]], Any]
-
-
-def _circle(dy: NDArray[np.float64], dx: NDArray[np.float64], r: NDArray[np.float64]) -> Any:
-    return dy**2 + dx**2 <= r**2
-
-
-def _square(dy: NDArray[np.float64], dx: NDArray[np.float64], r: NDArray[np.float64]) -> Any:
-    half = 0.5 * np.sqrt(np.pi) * r
-    return (np.abs(dy) <= half) & (np.abs(dx) <= half)
-
-
-def _triangle(dy: NDArray[np.float64], dx: NDArray[np.float64], r: NDArray[np.float64]) -> Any:
-    # Upward-pointing, base and height 2.5 * r, centred on its bounding box.
-    half = _HALF_EXTENT * r
-    depth = dy + half  # 0 at the apex, 2 * half at the base
-    return (depth >= 0) & (depth <= 2 * half) & (np.abs(dx) <= 0.5 * depth)
-
-
-def _cross(dy: NDArray[np.float64], dx: NDArray[np.float64], r: NDArray[np.float64]) -> Any:
-    arm, width = 1.2 * r, 0.4 * r
-    ady, adx = np.abs(dy), np.abs(dx)
-    return ((ady <= width) & (adx <= arm)) | ((adx <= width) & (ady <= arm))
-
-
-def _ring(dy: NDArray[np.float64], dx: NDArray[np.float64], r: NDArray[np.float64]) -> Any:
-    d2 = dy**2 + dx**2
-    return (d2 <= (_HALF_EXTENT * r) ** 2) & (d2 >= (0.75 * r) ** 2)
-
-
-def _diamond(dy: NDArray[np.float64], dx: NDArray[np.float64], r: NDArray[np.float64]) -> Any:
-    return np.abs(dy) + np.abs(dx) <= _HALF_EXTENT * r
-
-
-_PREDICATES: tuple[_Predicate, ...] = (_circle, _square, _triangle, _cross, _ring, _diamond)
-
-
-def _render_shapes(
-    classes: NDArray[np.int64],
-    center_y: NDArray[np.float64],
-    center_x: NDArray[np.float64],
-    radius: NDArray[np.float64],
-    image_size: int,
-    num_classes: int,
-) -> NDArray[np.bool_]:
-    """Renders one shape per image: `SHAPES[classes[i]]` at the given centre and size."""
-    n = int(classes.shape[0])
-    coords = np.arange(image_size, dtype=np.float64) + 0.5
-    masks = np.zeros((n, image_size, image_size), dtype=bool)
-    for cls in range(num_classes):
-        idx = np.flatnonzero(classes == cls)
-        if idx.size == 0:
-            continue
-        dy = coords[None, :, None] - center_y[idx, None, None]
-        dx = coords[None, None, :] - center_x[idx, None, None]
-        masks[idx] = _PREDICATES[cls](dy, dx, radius[idx, None, None])
-    return masks
-
-
-def _draw_masks(
-    labels: NDArray[np.int64],
-    image_size: int,
-    num_classes: int,
-    rng: np.random.Generator,
-    radius_range: tuple[float, float] = _RADIUS_RANGE,
-) -> NDArray[np.bool_]:
-    """Draws one randomly placed and sized object per image, by class."""
-    n = int(labels.shape[0])
-    low, high = radius_range
-    radius = rng.uniform(low, high, size=n) * image_size
-    # Pixel centres sit at i + 0.5, so centres in [margin, S - margin] keep the
-    # object inside the image with at least one background pixel around it.
-    margin = _HALF_EXTENT * radius + 1.0
-    center_y = rng.uniform(margin, image_size - margin, size=n)
-    center_x = rng.uniform(margin, image_size - margin, size=n)
-    return _render_shapes(labels, center_y, center_x, radius, image_size, num_classes)
-
-
-def _draw_object_colors(
-    n: int,
-    avoid: NDArray[np.floating[Any]],
-    rng: np.random.Generator,
-    min_distance: float | NDArray[np.float64] = _MIN_COLOR_DISTANCE,
-) -> NDArray[np.float32]:
-    """Uniform RGB colours at least `min_distance` from every colour in `avoid`.
-
-    `avoid` is `(m, 3)` (the same colours for every image) or `(n, m, 3)`;
-    `min_distance` is a scalar or one distance per avoided colour, `(m,)`.
-    """
-    avoid = np.broadcast_to(avoid, (n, *avoid.shape[-2:]))
-    colors = rng.uniform(0.0, 1.0, size=(n, 3))
-    todo = np.arange(n)
-    while True:
-        dist = np.linalg.norm(colors[todo, None, :] - avoid[todo], axis=-1)
-        todo = todo[(dist < min_distance).any(axis=1)]
-        if todo.size == 0:
-            return colors.astype(np.float32)
-        colors[todo] = rng.uniform(0.0, 1.0, size=(todo.size, 3))
-
-
-# --- Cue families other than the background tint -------------------------------------------
-#
-# These share a "neutral" background: a grey of random level, jittered per channel, drawn the
-# same way for every class, so that only the family's cue carries the class.
-_NEUTRAL_LEVEL = (0.35, 0.65)
-# Object colours keep this distance from the neutral base colour (more than from the tints,
-# because textured backgrounds swing around their base colour).
-_MIN_BASE_DISTANCE = 0.4
-# "background_texture": a grey sinusoidal grating of this amplitude, orientation
-# `pi * c / num_classes` for cue class c, period `max(4, S / 8)` pixels and random phase.
-_GRATING_AMPLITUDE = 0.15
-# "blur": white Gaussian noise blurred (periodically, in Fourier space) with the cue class's
-# sigma in pixels, then rescaled to exactly zero mean and this standard deviation per image.
-_BLUR_SIGMAS = (0.0, 0.5, 0.8, 1.2, 1.7, 2.4)
-_BLUR_STD = 0.1
-# "distractor": the main object is smaller than in the other families so that a second,
-# smaller shape always fits beside it, this many pixels apart (bounding boxes) or more.
-_DISTRACTOR_MAIN_RADIUS = (0.16, 0.21)
-_DISTRACTOR_RADIUS = (0.10, 0.12)
-_DISTRACTOR_GAP = 2.0
-_DISTRACTOR_MIN_IMAGE_SIZE = 32
-
 CUES: tuple[str, ...] = (
     "background_color",
     "background_texture",
@@ -276,170 +145,6 @@ _CUE_MSG = "expected `cue` to be one of {names}, received {value!r}"
 _CUE_SIZE_MSG = "expected `image_size` >= {minimum} with cue={cue!r}, received {value}"
 
 
-def _patch_size(image_size: int) -> int:
-    """Side in pixels of the `cue="patch"` square in the top-left corner."""
-    return max(2, image_size // 8)
-
-
-def _frame_width(image_size: int) -> int:
-    """Width in pixels of the `cue="frame"` border."""
-    return max(1, image_size // 16)
-
-
-def _grating_period(image_size: int) -> float:
-    """Period in pixels of the `cue="background_texture"` stripes."""
-    return max(4.0, image_size / 8)
-
-
-def _neutral_base(n: int, rng: np.random.Generator) -> NDArray[np.float32]:
-    level = rng.uniform(*_NEUTRAL_LEVEL, size=(n, 1))
-    jitter = rng.uniform(-_TINT_JITTER, _TINT_JITTER, size=(n, 3))
-    return (level + jitter).astype(np.float32)
-
-
-def _uniform_centers(
-    radius: NDArray[np.float64], image_size: int, inset: float, rng: np.random.Generator
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Centres keeping the object's box at least `1 + inset` pixels from the image edge."""
-    margin = _HALF_EXTENT * radius + 1.0 + inset
-    center_y = rng.uniform(margin, image_size - margin)
-    center_x = rng.uniform(margin, image_size - margin)
-    return center_y, center_x
-
-
-def _patch_centers(
-    radius: NDArray[np.float64],
-    image_size: int,
-    rng: np.random.Generator,
-    widest_radius: float = _RADIUS_RANGE[1],
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Uniform centres whose object box stays clear of the top-left patch.
-
-    The box keeps a pixel of background from the patch where that always fits (image_size
-    >= 20); at smaller sizes it may touch the patch, but never covers it.
-    """
-    half = _HALF_EXTENT * radius
-    size = _patch_size(image_size)
-    # The largest object's box leaves `image_size - 2 * widest` pixels along each axis; keep a
-    # pixel of background between it and the patch wherever that leaves a pixel to spare.
-    widest = _HALF_EXTENT * widest_radius * image_size + 1.0
-    gap = 1.0 if image_size - 2 * widest >= size + 2 else 0.0
-    center_y, center_x = _uniform_centers(radius, image_size, 0.0, rng)
-    while True:
-        bad = np.flatnonzero((center_y - half < size + gap) & (center_x - half < size + gap))
-        if bad.size == 0:
-            return center_y, center_x
-        center_y[bad], center_x[bad] = _uniform_centers(radius[bad], image_size, 0.0, rng)
-
-
-def _distractor_layout(
-    n: int, image_size: int, rng: np.random.Generator
-) -> tuple[NDArray[np.float64], ...]:
-    """Sizes and centres of the main object and the distractor, boxes `_DISTRACTOR_GAP` apart."""
-    main_r = rng.uniform(*_DISTRACTOR_MAIN_RADIUS, size=n) * image_size
-    dist_r = rng.uniform(*_DISTRACTOR_RADIUS, size=n) * image_size
-    need = _HALF_EXTENT * (main_r + dist_r) + _DISTRACTOR_GAP
-    main_y, main_x = _uniform_centers(main_r, image_size, 0.0, rng)
-    dist_y, dist_x = _uniform_centers(dist_r, image_size, 0.0, rng)
-    while True:
-        bad = np.flatnonzero((np.abs(main_y - dist_y) < need) & (np.abs(main_x - dist_x) < need))
-        if bad.size == 0:
-            return main_r, main_y, main_x, dist_r, dist_y, dist_x
-        main_y[bad], main_x[bad] = _uniform_centers(main_r[bad], image_size, 0.0, rng)
-        dist_y[bad], dist_x[bad] = _uniform_centers(dist_r[bad], image_size, 0.0, rng)
-
-
-def _grating(
-    cue_classes: NDArray[np.int64], image_size: int, num_classes: int, rng: np.random.Generator
-) -> NDArray[np.float32]:
-    n = int(cue_classes.shape[0])
-    theta = np.pi * cue_classes / num_classes
-    phase = rng.uniform(0.0, 2 * np.pi, size=n)
-    coords = np.arange(image_size, dtype=np.float64) + 0.5
-    freq = 2 * np.pi / _grating_period(image_size)
-    wave = np.sin(
-        freq
-        * (
-            coords[None, None, :] * np.cos(theta)[:, None, None]
-            + coords[None, :, None] * np.sin(theta)[:, None, None]
-        )
-        + phase[:, None, None]
-    )
-    wave -= wave.mean(axis=(1, 2), keepdims=True)
-    return (_GRATING_AMPLITUDE * wave).astype(np.float32)
-
-
-def _blurred_noise(
-    cue_classes: NDArray[np.int64], image_size: int, rng: np.random.Generator
-) -> NDArray[np.float32]:
-    n = int(cue_classes.shape[0])
-    white = rng.standard_normal((n, image_size, image_size))
-    sigma = np.asarray(_BLUR_SIGMAS)[cue_classes]
-    fy = np.fft.fftfreq(image_size)[:, None]
-    fx = np.fft.rfftfreq(image_size)[None, :]
-    transfer = np.exp(-2 * np.pi**2 * sigma[:, None, None] ** 2 * (fy**2 + fx**2))
-    field = np.fft.irfft2(np.fft.rfft2(white) * transfer, s=(image_size, image_size))
-    field -= field.mean(axis=(1, 2), keepdims=True)
-    field *= _BLUR_STD / field.std(axis=(1, 2), keepdims=True)
-    return field.astype(np.float32)
-
-
-def _generate_family(
-    cue: str,
-    labels: NDArray[np.int64],
-    cue_classes: NDArray[np.int64],
-    image_size: int,
-    num_classes: int,
-    rng: np.random.Generator,
-    radius_range: tuple[float, float] = _RADIUS_RANGE,
-) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
-    """Images (before pixel noise) and main-object masks of every cue but the tint."""
-    n = int(labels.shape[0])
-    size = image_size
-    tints = BACKGROUND_TINTS[:num_classes]
-    distractor = None
-    if cue == "distractor":
-        main_r, main_y, main_x, dist_r, dist_y, dist_x = _distractor_layout(n, size, rng)
-        distractor = _render_shapes(cue_classes, dist_y, dist_x, dist_r, size, num_classes)
-    else:
-        radius = rng.uniform(*radius_range, size=n) * size
-        main_r = radius
-        if cue == "patch":
-            main_y, main_x = _patch_centers(radius, size, rng, radius_range[1])
-        elif cue == "frame":
-            main_y, main_x = _uniform_centers(radius, size, float(_frame_width(size)), rng)
-        else:
-            main_y, main_x = _uniform_centers(radius, size, 0.0, rng)
-    masks = _render_shapes(labels, main_y, main_x, main_r, size, num_classes)
-
-    base = _neutral_base(n, rng)
-    images = np.broadcast_to(base[:, None, None, :], (n, size, size, 3)).copy()
-    if cue == "background_texture":
-        images += _grating(cue_classes, size, num_classes, rng)[..., None]
-    elif cue == "blur":
-        images += _blurred_noise(cue_classes, size, rng)[..., None]
-    elif cue in ("patch", "frame"):
-        jitter = rng.uniform(-_TINT_JITTER, _TINT_JITTER, size=(n, 3)).astype(np.float32)
-        color = (tints[cue_classes] + jitter)[:, None, None, :]
-        region = np.zeros((size, size), dtype=bool)
-        if cue == "patch":
-            region[: _patch_size(size), : _patch_size(size)] = True
-        else:
-            width = _frame_width(size)
-            region[:width] = region[-width:] = True
-            region[:, :width] = region[:, -width:] = True
-        images = np.where(region[None, :, :, None], color, images)
-
-    avoid = np.concatenate([np.broadcast_to(tints, (n, *tints.shape)), base[:, None, :]], axis=1)
-    min_distance = np.array([_MIN_COLOR_DISTANCE] * num_classes + [_MIN_BASE_DISTANCE])
-    objects = _draw_object_colors(n, avoid, rng, min_distance)
-    if distractor is not None:
-        others = _draw_object_colors(n, avoid, rng, min_distance)
-        images = np.where(distractor[..., None], others[:, None, None, :], images)
-    images = np.where(masks[..., None], objects[:, None, None, :], images)
-    return images.astype(np.float32, copy=False), masks
-
-
 def _generate(
     n: int,
     image_size: int,
@@ -448,7 +153,7 @@ def _generate(
     noise: float,
     rng: np.random.Generator,
     cue: str = "background_color",
-    radius_range: tuple[float, float] = _RADIUS_RANGE,
+    radius_range: tuple[float, float] = RADIUS_RANGE,
 ) -> ShortcutData:
     labels = rng.permutation(np.arange(n, dtype=np.int64) % num_classes)
 
@@ -461,16 +166,16 @@ def _generate(
 
     tints = BACKGROUND_TINTS[:num_classes]
     if cue == "background_color":
-        masks = _draw_masks(labels, image_size, num_classes, rng, radius_range)
-        jitter = rng.uniform(-_TINT_JITTER, _TINT_JITTER, size=(n, 3)).astype(np.float32)
+        masks = draw_masks(labels, image_size, num_classes, rng, radius_range)
+        jitter = rng.uniform(-TINT_JITTER, TINT_JITTER, size=(n, 3)).astype(np.float32)
         backgrounds = tints[background_classes] + jitter
-        objects = _draw_object_colors(n, tints, rng)
+        objects = draw_object_colors(n, tints, rng)
         images = np.where(
             masks[..., None], objects[:, None, None, :], backgrounds[:, None, None, :]
         ).astype(np.float32, copy=False)
     else:
-        images, masks = _generate_family(
-            cue, labels, background_classes, image_size, num_classes, rng, radius_range
+        images, masks = generate_family(
+            cue, labels, background_classes, image_size, num_classes, rng, radius_range, tints
         )
     if noise > 0:
         images += np.float32(noise) * rng.standard_normal(images.shape, dtype=np.float32)
@@ -491,9 +196,9 @@ def _generate(
 def _check_cue(cue: Any, image_size: int) -> str:
     if not isinstance(cue, str) or cue not in CUES:
         raise ValueError(_CUE_MSG.format(names=", ".join(CUES), value=cue))
-    if cue == "distractor" and image_size < _DISTRACTOR_MIN_IMAGE_SIZE:
+    if cue == "distractor" and image_size < DISTRACTOR_MIN_IMAGE_SIZE:
         raise ValueError(
-            _CUE_SIZE_MSG.format(minimum=_DISTRACTOR_MIN_IMAGE_SIZE, cue=cue, value=image_size)
+            _CUE_SIZE_MSG.format(minimum=DISTRACTOR_MIN_IMAGE_SIZE, cue=cue, value=image_size)
         )
     return cue
 
@@ -501,7 +206,7 @@ def _check_cue(cue: Any, image_size: int) -> str:
 def _check_object_area(object_area: Any, cue: str) -> tuple[float, float]:
     """The radius range (fraction of the side) for `object_area`, `None` for the default."""
     if object_area is None:
-        return _RADIUS_RANGE
+        return RADIUS_RANGE
     if cue == "distractor":
         raise ValueError(
             f"expected `object_area=None` with cue='distractor', received {object_area!r}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from saliency_callback.data import cues as _cues
 from saliency_callback.data import datasets as _datasets
 
 __all__ = ["TEXTURES", "make_texture_data"]
@@ -73,11 +74,11 @@ def make_texture_data(
     n, size, k, _, noise = _datasets._check_args(n, image_size, num_classes, 1.0, noise)
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.arange(n, dtype=np.int64) % k)
-    base = _datasets._neutral_base(n, rng)
+    base = _cues.neutral_base(n, rng)
     if texture == "grating":
-        pattern = _datasets._grating(labels, size, k, rng)
+        pattern = _cues.grating(labels, size, k, rng)
     else:
-        pattern = _datasets._blurred_noise(labels, size, rng)
+        pattern = _cues.blurred_noise(labels, size, rng)
     images = base[:, None, None, :] + pattern[..., None]
     if noise > 0:
         images += np.float32(noise) * rng.standard_normal(images.shape, dtype=np.float32)

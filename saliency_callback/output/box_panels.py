@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from saliency_callback.data.probes import ObjectRegions
+from saliency_callback.output.captions import draw_caption_strip
 from saliency_callback.output.render import (
     caption_height,
-    draw_caption_strip,
     make_grid,
     resize_stack,
     tile_size,

@@ -16,19 +16,29 @@ import base64
 import datetime
 import html
 import io
-import math
 import os
 import re
 import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
-from saliency_callback.output.render import BACKGROUND_RGB, caption_height, draw_caption_strip
-from saliency_callback.shortcuts.unmeasured import judge
+from saliency_callback.output.captions import draw_caption_strip
+from saliency_callback.output.charts import Series as Series
+from saliency_callback.output.charts import legend
+from saliency_callback.output.charts import svg_line_chart as svg_line_chart
+from saliency_callback.output.render import (
+    BACKGROUND_RGB,
+    caption_height,
+)
+from saliency_callback.output.runs import LogDirError as LogDirError
+from saliency_callback.output.runs import ProgressFactory as ProgressFactory
+from saliency_callback.output.runs import SaliencyRun as SaliencyRun
+from saliency_callback.output.runs import read_saliency_runs as read_saliency_runs
+from saliency_callback.output.runs import select_steps as select_steps
+from saliency_callback.output.runs import start_progress
 
 __all__ = [
     "LogDirError",
@@ -43,8 +53,6 @@ __all__ = [
     "write_report",
 ]
 
-PROBES_TAG = "saliency/probes"
-ALARM_TEXT_TAG = "saliency/alarm_message"
 _PALETTE = (
     "#1f77b4",
     "#ff7f0e",
@@ -57,227 +65,6 @@ _PALETTE = (
     "#bcbd22",
     "#17becf",
 )
-
-
-class LogDirError(ValueError):
-    """The log dir is missing, empty, or holds no saliency runs."""
-
-
-class ProgressLike(Protocol):
-    """What `write_report` reports progress to (e.g. `saliency_callback.commands.cli.Progress`)."""
-
-    def update(self, done: int, detail: str = "") -> None: ...
-
-    def close(self) -> None: ...
-
-
-ProgressFactory = Callable[[str, int, str], ProgressLike]
-"""`(label, total, unit) -> progress`; called once per long piece of work."""
-
-
-class _NoProgress:
-    def update(self, done: int, detail: str = "") -> None:
-        return None
-
-    def close(self) -> None:
-        return None
-
-
-def _progress(factory: ProgressFactory | None, label: str, total: int, unit: str) -> ProgressLike:
-    return factory(label, total, unit) if factory is not None else _NoProgress()
-
-
-@dataclass
-class SaliencyRun:
-    """The saliency summaries of one run directory.
-
-    Attributes:
-        name: The run's path relative to the log dir (`"."` for the log dir itself).
-        path: The run directory.
-        steps: Steps with probe panels, ascending.
-        panels: Per step, the PNG bytes of each probe's panel (as written by the callback).
-        description: The Markdown description of the `saliency/probes` summary.
-        scalars: `saliency/...` scalar tags -> `[(step, value), ...]`, ascending steps.
-        alarms: `(step, message)` of each alarm event (`saliency/alarm_message` where the
-            alarm fired).
-        nonfinite: Steps whose outputs were NaN/inf (`saliency/nonfinite`; no images).
-        notes: `(step, message)` of the alarm's other messages (e.g. "could not run").
-    """
-
-    name: str
-    path: str
-    steps: list[int]
-    panels: dict[int, list[bytes]]
-    description: str = ""
-    scalars: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
-    alarms: list[tuple[int, str]] = field(default_factory=list)
-    nonfinite: list[int] = field(default_factory=list)
-    notes: list[tuple[int, str]] = field(default_factory=list)
-
-    @property
-    def num_probes(self) -> int:
-        """Number of probes (the most panels logged at one step)."""
-        return max((len(p) for p in self.panels.values()), default=0)
-
-    @property
-    def verdict(self) -> dict[str, Any]:
-        """The alarm's verdict, as the Saliency tab gives it (`unmeasured.judge`): `state` is
-        `"alarm"`, `"clear"`, `"cannot_tell"` (with its `reason`) or `"none"`."""
-        scalars = {tag: dict(values) for tag, values in self.scalars.items()}
-        return judge(scalars, dict(self.alarms + self.notes), self.num_probes)
-
-    @property
-    def has_alarm(self) -> bool:
-        """Whether the run was logged with an alarm (its scalars or messages exist)."""
-        return self.verdict["state"] != "none"
-
-
-# --------------------------------------------------------------------------------------------
-# Reading.
-# --------------------------------------------------------------------------------------------
-
-
-def _run_dirs(log_dir: str) -> list[str]:
-    """Directories under `log_dir` (itself included) that hold event files, sorted."""
-    found = []
-    for root, dirs, files in os.walk(log_dir):
-        dirs.sort()
-        if any("tfevents" in f for f in files):
-            found.append(root)
-    return found
-
-
-def _tensor_value(event: Any) -> np.ndarray:
-    from tensorboard.util import tensor_util
-
-    return np.asarray(tensor_util.make_ndarray(event.tensor_proto))
-
-
-def _read_run(run_dir: str, name: str) -> SaliencyRun | None:
-    from tensorboard.backend.event_processing import event_accumulator as ea
-
-    acc = ea.EventAccumulator(
-        run_dir,
-        size_guidance={ea.TENSORS: 0, ea.IMAGES: 0, ea.SCALARS: 0},
-    )
-    acc.Reload()
-    tags = acc.Tags().get(ea.TENSORS, [])
-    if PROBES_TAG not in tags:
-        return None
-    panels: dict[int, list[bytes]] = {}
-    for event in acc.Tensors(PROBES_TAG):
-        value = _tensor_value(event)
-        panels[int(event.step)] = [bytes(b) for b in value.reshape(-1)[2:]]
-    run = SaliencyRun(
-        name=name,
-        path=run_dir,
-        steps=sorted(panels),
-        panels=panels,
-        description=acc.SummaryMetadata(PROBES_TAG).summary_description,
-    )
-    for tag in tags:
-        if not tag.startswith("saliency/") or tag == PROBES_TAG:
-            continue
-        plugin = acc.SummaryMetadata(tag).plugin_data.plugin_name
-        if plugin == "scalars":
-            values: dict[int, float] = {}
-            for event in acc.Tensors(tag):
-                values[int(event.step)] = float(_tensor_value(event).reshape(-1)[0])
-            run.scalars[tag] = sorted(values.items())
-        elif plugin == "text" and tag == ALARM_TEXT_TAG:
-            for event in acc.Tensors(tag):
-                raw = _tensor_value(event).reshape(-1)
-                text = raw[0] if raw.size else b""
-                message = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
-                run.alarms.append((int(event.step), message))
-    fired = set(run.verdict["alarm_steps"])
-    run.notes = sorted(a for a in run.alarms if a[0] not in fired)
-    run.alarms = sorted(a for a in run.alarms if a[0] in fired)
-    run.nonfinite = [s for s, v in run.scalars.get("saliency/nonfinite", []) if v > 0]
-    return run
-
-
-def read_saliency_runs(
-    log_dir: str,
-    *,
-    runs: Sequence[str] | None = None,
-    progress: ProgressFactory | None = None,
-) -> list[SaliencyRun]:
-    """Reads the saliency runs of a log dir, with all their steps.
-
-    A saliency run is any directory under `log_dir` (itself included) whose event files hold
-    the image tag `saliency/probes`, as written by `SaliencyCallback`.
-
-    Args:
-        log_dir: The TensorBoard log dir.
-        runs: Only these runs (paths relative to `log_dir`). Defaults to `None` (all).
-        progress: Optional progress factory (one item per run directory read).
-
-    Returns:
-        The runs, sorted by name.
-
-    Raises:
-        LogDirError: If `log_dir` does not exist, holds no event files, holds no saliency run
-            ("foreign log dir"), or a requested run is not among them.
-
-    Examples:
-        >>> runs = read_saliency_runs("logs")
-        >>> [(r.name, len(r.steps), r.num_probes) for r in runs]
-        [('saliency', 20, 8)]
-    """
-    if not os.path.exists(log_dir):
-        raise LogDirError(f"log dir not found: {log_dir}")
-    if not os.path.isdir(log_dir):
-        raise LogDirError(f"expected a log dir, received a file: {log_dir}")
-    dirs = _run_dirs(log_dir)
-    if not dirs:
-        raise LogDirError(f"empty log dir: no TensorBoard event files under {log_dir}")
-    names = {d: os.path.relpath(d, log_dir).replace(os.sep, "/") for d in dirs}
-    if runs is not None:
-        wanted = {r.strip("/") or "." for r in runs}
-        dirs = [d for d in dirs if names[d] in wanted]
-        missing = wanted - {names[d] for d in dirs}
-        if missing:
-            raise LogDirError(
-                f"no run {sorted(missing)[0]!r} with event files in {log_dir}; runs: "
-                f"{', '.join(sorted(names.values()))}"
-            )
-    bar = _progress(progress, "report: reading", len(dirs), "runs")
-    found = []
-    for i, run_dir in enumerate(dirs):
-        try:
-            run = _read_run(run_dir, names[run_dir])
-        except Exception as err:  # corrupt or unreadable event files
-            raise LogDirError(f"cannot read the event files in {run_dir}: {err}") from None
-        if run is not None and run.steps:
-            found.append(run)
-        bar.update(i + 1)
-    bar.close()
-    if not found:
-        raise LogDirError(
-            f"foreign log dir: no saliency run in {log_dir} (no event file holds "
-            f"'{PROBES_TAG}'; is it a log dir written by SaliencyCallback?)"
-        )
-    return sorted(found, key=lambda r: r.name)
-
-
-def select_steps(steps: Sequence[int], max_steps: int | None) -> list[int]:
-    """At most `max_steps` of `steps`, evenly spaced, keeping the first and the last.
-
-    Args:
-        steps: Ascending steps.
-        max_steps: The most to keep, or `None` for all.
-
-    Returns:
-        The selected steps, ascending.
-    """
-    steps = list(steps)
-    if max_steps is None or len(steps) <= max_steps:
-        return steps
-    if max_steps == 1:
-        return [steps[-1]]
-    index = np.unique(np.round(np.linspace(0, len(steps) - 1, max_steps)).astype(int))
-    return [steps[i] for i in index]
 
 
 # --------------------------------------------------------------------------------------------
@@ -314,7 +101,7 @@ def _cells(
     """The selected steps and the cells `(step, probe) -> _Cell` of each run."""
     selected = [select_steps(r.steps, max_steps) for r in runs]
     total = sum(len(s) for s in selected)
-    bar = _progress(progress, "report: panels", total, "steps")
+    bar = start_progress(progress, "report: panels", total, "steps")
     done = 0
     out = []
     for run, steps in zip(runs, selected, strict=True):
@@ -327,179 +114,6 @@ def _cells(
         out.append((steps, cells))
     bar.close()
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# SVG charts.
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Series:
-    """One line of an `svg_line_chart`.
-
-    Attributes:
-        label: Legend text.
-        points: `(x, y)` pairs; NaN values break the line.
-        color: CSS colour.
-        width: Stroke width in pixels. Defaults to `1.5`.
-        dash: SVG `stroke-dasharray`, e.g. `"5 3"`. Defaults to `None` (solid).
-        markers: Whether to draw a dot at each point. Defaults to `False`.
-    """
-
-    label: str
-    points: Sequence[tuple[float, float]]
-    color: str
-    width: float = 1.5
-    dash: str | None = None
-    markers: bool = False
-
-
-def _nice_ticks(lo: float, hi: float, count: int = 6) -> list[float]:
-    if hi <= lo:
-        return [lo]
-    raw = (hi - lo) / max(1, count - 1)
-    mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
-    start = math.ceil(lo / step - 1e-9) * step
-    ticks = []
-    t = start
-    while t <= hi + 1e-9 * step:
-        ticks.append(round(t, 10))
-        t += step
-    return ticks
-
-
-def _fmt(v: float) -> str:
-    return f"{v:.1f}".rstrip("0").rstrip(".") if v != int(v) else str(int(v))
-
-
-def svg_line_chart(
-    series: Sequence[Series],
-    *,
-    title: str,
-    y_label: str = "",
-    y_range: tuple[float, float] | None = None,
-    events: Sequence[tuple[float, str]] = (),
-    width: int = 680,
-    height: int = 260,
-) -> str:
-    """Draws line series as an inline SVG chart (no script, no external resources).
-
-    Args:
-        series: The lines.
-        title: Accessible title of the chart (SVG `<title>`).
-        y_label: Label of the y axis. Defaults to `""`.
-        y_range: `(low, high)` of the y axis. Defaults to `None`: `(0, 1)` when all values
-            are in it, else the data's range.
-        events: `(x, label)` vertical markers (e.g. alarm steps), drawn in red.
-        width: Width in pixels. Defaults to `680`.
-        height: Height in pixels. Defaults to `260`.
-
-    Returns:
-        An `<svg>` element as a string.
-
-    Example:
-    >>> svg = svg_line_chart([Series("mean", [(0, 0.2), (1, 0.5)], "#000")], title="mass")
-    """
-    xs = [x for s in series for x, y in s.points if math.isfinite(y)]
-    ys = [y for s in series for _, y in s.points if math.isfinite(y)]
-    xs += [x for x, _ in events]
-    x_lo, x_hi = (min(xs), max(xs)) if xs else (0.0, 1.0)
-    if x_hi == x_lo:
-        x_lo, x_hi = x_lo - 1, x_hi + 1
-    if y_range is None:
-        if not ys or (min(ys) >= 0 and max(ys) <= 1):
-            y_range = (0.0, 1.0)
-        else:
-            lo, hi = min(ys), max(ys)
-            pad = (hi - lo) * 0.05 or 1.0
-            y_range = (lo - pad, hi + pad)
-    y_lo, y_hi = y_range
-    left, right, top, bottom = 52, 14, 12, 34
-    pw, ph = width - left - right, height - top - bottom
-
-    def sx(x: float) -> float:
-        return left + (x - x_lo) / (x_hi - x_lo) * pw
-
-    def sy(y: float) -> float:
-        return top + (1 - (y - y_lo) / (y_hi - y_lo)) * ph
-
-    esc = html.escape
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" '
-        f'height="{height}" viewBox="0 0 {width} {height}" role="img">',
-        f"<title>{esc(title)}</title>",
-        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fff" stroke="#ccc"/>',
-    ]
-    for t in _nice_ticks(y_lo, y_hi, 5):
-        y = sy(t)
-        parts.append(
-            f'<line x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>'
-            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{t:g}</text>'
-        )
-    x_ticks = [t for t in _nice_ticks(x_lo, x_hi, 8) if float(t).is_integer()]
-    for t in x_ticks:
-        x = sx(t)
-        parts.append(
-            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top + ph}" y2="{top + ph + 4}" stroke="#999"/>'
-            f'<text x="{x:.1f}" y="{top + ph + 16}" text-anchor="middle" class="tick">'
-            f"{_fmt(t)}</text>"
-        )
-    parts.append(
-        f'<text x="{left + pw / 2:.1f}" y="{height - 4}" text-anchor="middle" '
-        'class="axis">step</text>'
-    )
-    if y_label:
-        parts.append(
-            f'<text transform="translate(12 {top + ph / 2:.1f}) rotate(-90)" '
-            f'text-anchor="middle" class="axis">{esc(y_label)}</text>'
-        )
-    for x, label in events:
-        px = sx(x)
-        parts.append(
-            f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{top}" y2="{top + ph}" stroke="#d62728" '
-            f'stroke-width="1.5" stroke-dasharray="2 2"><title>{esc(label)}</title></line>'
-        )
-    for s in series:
-        dash = f' stroke-dasharray="{s.dash}"' if s.dash else ""
-        segment: list[tuple[float, float]] = []
-        segments = []
-        for x, y in s.points:
-            if math.isfinite(y):
-                segment.append((x, y))
-            elif segment:
-                segments.append(segment)
-                segment = []
-        if segment:
-            segments.append(segment)
-        for seg in segments:
-            coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in seg)
-            parts.append(
-                f'<polyline fill="none" stroke="{s.color}" stroke-width="{s.width}"{dash} '
-                f'points="{coords}"><title>{esc(s.label)}</title></polyline>'
-            )
-        dots = [pt for seg in segments for pt in seg] if s.markers else []
-        dots += [seg[0] for seg in segments if len(seg) == 1 and not s.markers]
-        for x, y in dots:
-            parts.append(
-                f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{max(2.0, s.width)}" '
-                f'fill="{s.color}"><title>{esc(s.label)} at step {_fmt(x)}: '
-                f"{y:.3g}</title></circle>"
-            )
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _legend(series: Sequence[Series], events: bool = False) -> str:
-    items = []
-    for s in series:
-        line = "dashed" if s.dash else "solid"
-        style = f"border-top: {max(2, round(s.width))}px {line} {s.color}"
-        items.append(f'<span><i style="{style}"></i>{html.escape(s.label)}</span>')
-    if events:
-        items.append('<span><i style="border-top: 2px dotted #d62728"></i>alarm</span>')
-    return f'<div class="legend">{"".join(items)}</div>'
 
 
 def _probe_tags(run: SaliencyRun, prefix: str) -> list[tuple[str, str]]:
@@ -642,7 +256,7 @@ def _run_section(
                 y_label="mass in mask",
                 events=events,
             )
-            + _legend(series, bool(events))
+            + legend(series, bool(events))
             + "</figure>"
         )
     if "saliency/confidence" in run.scalars:
@@ -654,7 +268,7 @@ def _run_section(
             + svg_line_chart(
                 series, title=f"Confidence, run {run.name}", y_label="confidence", events=events
             )
-            + _legend(series, bool(events))
+            + legend(series, bool(events))
             + "</figure>"
         )
 

@@ -21,13 +21,13 @@ import math
 
 import numpy as np
 
+from saliency_callback.output.captions import draw_caption_strip
 from saliency_callback.output.render import (
     BACKGROUND_RGB,
     SEPARATOR_PX,
     Uint8Array,
     _auto_ncols,
     caption_height,
-    draw_caption_strip,
     resize_stack,
 )
 

@@ -454,7 +454,7 @@ def _decode_distractor(d: ShortcutData, k: int) -> np.ndarray:
     # Template matching: best IoU of each class's shape over the documented distractor sizes
     # (radius 0.10 to 0.12 of the image side) and a small grid of centres around the blob's
     # bounding box.
-    from saliency_callback.data.datasets import _PREDICATES
+    from saliency_callback.data.shapes import _PREDICATES
 
     size = d.images.shape[1]
     coords = np.arange(size) + 0.5

@@ -12,14 +12,13 @@ import pytest
 from PIL import ImageFont
 from scipy import ndimage
 
-from saliency_callback.output import render
+from saliency_callback.output import captions, render
+from saliency_callback.output.captions import CAPTION_BG_RGB, draw_caption_strip
 from saliency_callback.output.render import (
     BACKGROUND_RGB,
-    CAPTION_BG_RGB,
     Renderer,
     caption_height,
     colorize,
-    draw_caption_strip,
     gaussian_smooth,
     make_grid,
     overlay,
@@ -319,14 +318,14 @@ def test_caption_is_truncated_to_fit():
 def test_caption_with_bitmap_fallback_font(monkeypatch):
     if not hasattr(ImageFont, "load_default_imagefont"):
         pytest.skip("Pillow < 10.1 already uses the bitmap font")
-    monkeypatch.setattr(render, "_font", lambda size: ImageFont.load_default_imagefont())
-    render._caption_strip_cached.cache_clear()
+    monkeypatch.setattr(captions, "_font", lambda size: ImageFont.load_default_imagefont())
+    captions.caption_strip_cached.cache_clear()
     try:
         strip = draw_caption_strip(120, "猫 pred: cat 0.93 and a long tail of words")
         assert strip.shape == (caption_height(), 120, 3)
         assert (strip != np.asarray(CAPTION_BG_RGB, np.uint8)).any()
     finally:
-        render._caption_strip_cached.cache_clear()
+        captions.caption_strip_cached.cache_clear()
 
 
 # --------------------------------------------------------------------------- panels
@@ -475,8 +474,10 @@ def test_renderer_renders_like_the_functions():
     np.testing.assert_array_equal(r.render(images, maps, caps), make_grid(expected, ncols=2))
 
 
-def test_render_module_does_not_import_tensorflow():
-    tree = ast.parse(Path(render.__file__).read_text(encoding="utf-8"))
+@pytest.mark.parametrize("module", ["render", "captions", "images", "checks"])
+def test_render_module_does_not_import_tensorflow(module):
+    path = Path(render.__file__).with_name(f"{module}.py")
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

@@ -26,7 +26,12 @@ from PIL import Image
 from tb_events import decode_png, event_files, read_run
 from werkzeug.test import Client
 
-from saliency_callback.output.render import CAPTION_BG_RGB, SEPARATOR_PX, Renderer, caption_height
+from saliency_callback.output.captions import CAPTION_BG_RGB
+from saliency_callback.output.render import (
+    SEPARATOR_PX,
+    Renderer,
+    caption_height,
+)
 from saliency_callback.output.timeline import overlay_tiles
 from saliency_callback.output.writer import RunWriter
 from saliency_callback.tensorboard_plugin import events, summary, thumbs
