@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 import warnings
 from pathlib import Path
@@ -117,16 +118,53 @@ def uninterrupted(tmp_path_factory):
     return runs
 
 
+REL, ABS = 1e-4, 1e-5
+"""The tolerance of a resumed value against the uninterrupted run's (float noise only)."""
+
+CHANGING = ("saliency/confidence", "saliency/mass_in_mask")
+"""Scalars that move between neighbouring logged epochs by more than the tolerance (checked in
+each reference run): a step written from a neighbouring epoch's weights would show there."""
+
+PIXELS = 2
+"""The most a decoded pixel of a resumed image may differ from the uninterrupted run's (float
+noise that flips the rounding to uint8); neighbouring epochs' images differ by more. (The
+timeline is compared by step only: the resumed fit's timeline starts again at the resume.)"""
+
+
 def assert_same_values(resumed, reference):
     """Every scalar at every step, within float tolerance (the resumed epochs are trained from
-    the restored weights, with the same batches)."""
+    the restored weights, with the same batches), and every image's decoded pixels; the
+    tolerances are checked to be tighter than the change between neighbouring epochs."""
     assert set(resumed.scalars) == set(reference.scalars)
+    for tag in CHANGING:
+        values = [v for _, v in reference.scalars[tag]]
+        for a, b in itertools.pairwise(values):
+            assert b != pytest.approx(a, rel=REL, abs=ABS), (tag, values)
     for tag, expected in reference.scalars.items():
         got = resumed.scalars[tag]
         assert [s for s, _ in got] == [s for s, _ in expected], tag
         for (step, a), (_, b) in zip(got, expected, strict=True):
-            assert a == pytest.approx(b, rel=1e-4, abs=1e-5, nan_ok=True), (tag, step)
+            assert a == pytest.approx(b, rel=REL, abs=ABS, nan_ok=True), (tag, step)
     assert resumed.texts == reference.texts
+    assert set(resumed.images) == set(reference.images)
+    for tag, expected in reference.images.items():
+        got = dict(resumed.images[tag])
+        if tag == "saliency/probe_boxes":  # written with the first step of each fit
+            assert set(got) >= {s for s, _ in expected}, tag
+        else:
+            assert list(got) == [s for s, _ in expected], tag
+        if tag == "saliency/timeline":  # restarts with the resumed fit: not the same image
+            continue
+        for step, theirs in expected:
+            ours = got[step]
+            assert len(ours) == len(theirs), (tag, step)
+            for a, b in zip(ours, theirs, strict=True):
+                assert a.shape == b.shape, (tag, step)
+                assert np.abs(a.astype(int) - b).max() <= PIXELS, (tag, step)
+    for tag in ("saliency/probes", "saliency/overview"):  # the pixel tolerance can tell epochs
+        panels = [images[0].astype(int) for _, images in reference.images[tag]]
+        for a, b in itertools.pairwise(panels):
+            assert a.shape != b.shape or np.abs(a - b).max() > PIXELS, tag
 
 
 @pytest.mark.parametrize(
