@@ -239,3 +239,39 @@ def test_resume_after_a_truncated_event_file(tmp_path, uninterrupted):
         steps = [s for s, _ in (run_.images.get(tag) or run_.scalars[tag])]
         assert steps == list(range(-1, EPOCHS)), tag
     assert_same_values(run_, uninterrupted[1])
+
+
+def test_event_files_are_read_in_the_order_tensorboard_reads_them(tmp_path, monkeypatch):
+    """TensorFlow names an event file `...<seconds>.<host>.<pid>.<counter>.v2`: a restart in
+    the same process and second can give `.10.v2` after `.9.v2`, which sorts before it by
+    name. TensorBoard reads a run's files in name order (its `DirectoryLoader`, as the
+    server's accumulator uses it), and so must the resume's reader and the Saliency tab's,
+    or they would show another history than TensorBoard's own scalars."""
+    from tensorboard.backend.event_processing import directory_loader, event_file_loader, io_wrapper
+
+    from saliency_callback.tensorboard_plugin.events import RunReader
+    from saliency_callback.training.resume import read_history
+
+    names = [f"events.out.tfevents.1700000000.host.42.{i}.v2" for i in (8, 9, 10, 11)]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    opened: list[str] = []
+
+    class Recorded:
+        def __init__(self, path):
+            opened.append(path)
+
+        def Load(self):  # noqa: N802 (TensorBoard's name)
+            return iter(())
+
+    loader = directory_loader.DirectoryLoader(
+        str(tmp_path), Recorded, path_filter=io_wrapper.IsTensorFlowEventsFile
+    )
+    assert list(loader.Load()) == []
+    tensorboard_order = [Path(p).name for p in opened]
+    assert tensorboard_order == [names[i] for i in (2, 3, 0, 1)]  # by name: .10 before .8
+    opened.clear()
+    monkeypatch.setattr(event_file_loader, "EventFileLoader", Recorded)
+    read_history(str(tmp_path))
+    assert [Path(p).name for p in opened] == tensorboard_order
+    assert [Path(p).name for p in RunReader(str(tmp_path)).files()] == tensorboard_order
