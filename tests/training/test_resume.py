@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import images, tiny_cnn
-from hand_models import PreemptAt, PreemptedError
+from hand_models import PreemptAt, PreemptedError, next_second
 from tb_events import event_files, read_run
 
 import saliency_callback as sc
@@ -103,6 +103,7 @@ def run(tmp_path, order, preempt_at, freq=1, between=None):
     next(c for c in interrupted if isinstance(c, sc.SaliencyCallback)).flush()
     if between is not None:
         between(log_dir)
+    next_second()  # the resumed event file sorts after this one, as after a real restart
     history = fit(model, callbacks(False))
     return read_run(str(log_dir / "saliency"), served=True), history
 
