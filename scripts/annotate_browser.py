@@ -80,6 +80,13 @@ class Annotate:
         return self.process.returncode, "".join(self.lines) + out, err
 
 
+def ctrl_c_by_default() -> None:
+    """In the child before it runs Python: SIGINT's default action, so Python installs its
+    KeyboardInterrupt handler and `stop()`'s Ctrl-C reaches the command, even when this
+    process inherited SIGINT ignored (a job started with `&` in a non-interactive shell)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def command(args: Sequence[str]) -> list[str]:
     """`python -m saliency_callback annotate ARGS --no-browser` with this interpreter."""
     return [sys.executable, "-m", "saliency_callback", "annotate", *args, "--no-browser"]
@@ -107,6 +114,7 @@ def annotate_server(args: Sequence[str], cwd: str | None = None) -> Iterator[Ann
         text=True,
         cwd=cwd,
         env=environment(),
+        preexec_fn=ctrl_c_by_default,
     )
     lines: list[str] = []
     deadline = time.monotonic() + START_TIMEOUT_S

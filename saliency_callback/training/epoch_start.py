@@ -15,6 +15,7 @@ Pure Python; never imports the callback.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 WAIT_S = 1.0
@@ -28,10 +29,13 @@ the callback, not a data pipeline producing the batch)."""
 @dataclass
 class EpochStartWatch:
     """Times each epoch's start; `first_batch` returns a message the first time in a `fit` an
-    epoch waited longer than `threshold_s` with the process idle, otherwise `None`."""
+    epoch waited longer than `threshold_s` with the process idle, otherwise `None`. `clock` and
+    `cpu_clock` are the wall and the process-CPU clocks (seconds), replaceable in tests."""
 
     threshold_s: float = WAIT_S
     told: bool = False
+    clock: Callable[[], float] = field(default=time.perf_counter, repr=False)
+    cpu_clock: Callable[[], float] = field(default=time.process_time, repr=False)
     _start: tuple[int, float, float] | None = field(default=None, repr=False)
 
     def reset(self) -> None:
@@ -39,7 +43,7 @@ class EpochStartWatch:
         self._start, self.told = None, False
 
     def epoch_begin(self, epoch: int) -> None:
-        self._start = (epoch, time.perf_counter(), time.process_time())
+        self._start = (epoch, self.clock(), self.cpu_clock())
 
     @property
     def pending(self) -> bool:
@@ -51,7 +55,7 @@ class EpochStartWatch:
             return None
         epoch, wall, cpu = self._start
         self._start = None
-        wait, busy = time.perf_counter() - wall, time.process_time() - cpu
+        wait, busy = self.clock() - wall, self.cpu_clock() - cpu
         if self.told or wait <= self.threshold_s or busy >= IDLE_SHARE * wait:
             return None
         self.told = True

@@ -5,7 +5,6 @@ never retraced because of the callback."""
 from __future__ import annotations
 
 import pathlib
-import re
 
 import pytest
 from bench_pages import assert_prose_kept, run_into_page, written_tables
@@ -21,7 +20,19 @@ def _rows(out: str, first: str) -> list[list[str]]:
     ]
 
 
-def test_quick_fit_benchmark(capsys, tmp_path):
+def test_quick_fit_benchmark(capsys, tmp_path, monkeypatch):
+    # The records the summary is made from, kept to recompute its cells here.
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import _fit_report
+
+    seen: list = []
+    summary_table = _fit_report.summary_table
+
+    def keep(records, whole_fit):
+        seen.extend(records)
+        return summary_table(records, whole_fit)
+
+    monkeypatch.setattr(_fit_report, "summary_table", keep)
     # Written into a page: the prose kept, the stale section replaced by the printed tables.
     page, out = run_into_page(tmp_path, capsys, "bench_fit", "bench_fit", ["--quick"])
     assert_prose_kept(page)
@@ -30,8 +41,15 @@ def test_quick_fit_benchmark(capsys, tmp_path):
     assert set(summary) == {"none", "defaults"}
     assert summary["none"][2] == "+0.0%"  # the reference against itself
     assert summary["defaults"][2].endswith("%")
-    for row in summary.values():  # each epoch's wait for its first batch was measured
-        assert re.fullmatch(r"[012] of 2 \(\d+\.\d\d\)", row[-1]), row[-1]
+    # Each epoch's wait for its first batch was measured (2 epochs, 1 round, per mode), and
+    # the cell counts those over 0.5 s and shows the longest, in seconds.
+    assert sorted(r.mode for r in seen) == ["defaults", "none"]
+    for r in seen:
+        assert len(r.epoch_first_batch) == 2
+        for wait, wall in zip(r.epoch_first_batch, r.epoch_wall, strict=True):
+            assert 0 <= wait <= wall  # the wait is part of its epoch (ms)
+        waited = sum(w > 500.0 for w in r.epoch_first_batch)
+        assert summary[r.mode][-1] == f"{waited} of 2 ({max(r.epoch_first_batch) / 1e3:.2f})"
     assert len(_rows(out, "defaults, 0")) == 1  # the fixed cost of the one round
     # Per-epoch profile rows: epoch, ..., explainer traces, train traces, GC, faults, waits.
     profiles = out.split("per epoch (CPU ms")[1:]
@@ -143,12 +161,23 @@ def test_epoch_start_benchmark_quick(capsys, monkeypatch):
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     import bench_epoch_start
 
+    clocks: list = []
+
+    class KeptClock(bench_epoch_start.FirstBatchClock):
+        def __init__(self) -> None:
+            super().__init__()
+            clocks.append(self)
+
+    monkeypatch.setattr(bench_epoch_start, "FirstBatchClock", KeptClock)
     for extra in ([], ["--no-autotune"]):
         assert bench_epoch_start.main(["--quick", *extra]) == 0
         out = capsys.readouterr().out
         rows = [r for r in _rows(out, "") if r[0].isdigit()]
-        assert [r[0] for r in rows] == ["0", "1"]
-        for _, wall, wait, cpu in rows:  # the wait is part of its epoch
-            assert 0 <= float(wait) <= float(wall) and float(cpu) >= 0
-        assert re.search(r"\d of 2 epochs waited more than 0.5 s", out)
+        measured = clocks[-1].rows
+        assert [r[0] for r in rows] == ["0", "1"] and len(measured) == 2
+        for (_, wall, wait, cpu), (wall_s, wait_s, cpu_s) in zip(rows, measured, strict=True):
+            assert [wall, wait, cpu] == [f"{wall_s:.2f}", f"{wait_s:.2f}", f"{cpu_s:.2f}"]
+            assert 0 <= wait_s <= wall_s and cpu_s >= 0  # the wait is part of its epoch
+        waited = sum(wait_s > 0.5 for _, wait_s, _ in measured)
+        assert f"\n{waited} of 2 epochs waited more than 0.5 s" in out
         assert ("(no-autotune)" in out) == bool(extra)

@@ -5,13 +5,20 @@ chance level and the first value are then replayed from the event files)."""
 
 from __future__ import annotations
 
-import time
 import warnings
 
 import keras
 import numpy as np
 import pytest
-from hand_models import K, PreemptAt, PreemptedError, S, probe_set, vanilla_callback
+from hand_models import (
+    K,
+    PreemptAt,
+    PreemptedError,
+    S,
+    next_second,
+    probe_set,
+    vanilla_callback,
+)
 from tb_events import read_run
 
 import saliency_callback as sc
@@ -108,12 +115,7 @@ def fit(tmp_path, mode, shortcut, preempt_at=None):
             _, parts = callbacks(preempt_at)
             with pytest.raises(PreemptedError):
                 model.fit(images, labels, epochs=EPOCHS, verbose=0, callbacks=parts)
-            # TensorFlow names event files `...<unix second>.<host>.<pid>.<counter>`: within one
-            # process and one second, counter 10 sorts before counter 9, and readers (ours and
-            # TensorBoard's) take files in name order. A real restart takes longer than that.
-            second = int(time.time())
-            while int(time.time()) == second:
-                time.sleep(0.02)
+            next_second()  # the resumed event file sorts after this one
         cb, parts = callbacks(None)
         history = model.fit(images, labels, epochs=EPOCHS, verbose=0, callbacks=parts)
     alarms = [str(w.message) for w in caught if "alarm" in str(w.message).lower()]
@@ -212,6 +214,7 @@ def test_a_resume_replays_the_chance_level_the_live_alarm_used(tmp_path):
 
     with pytest.raises(PreemptedError):
         model.fit(images, labels, epochs=3, verbose=0, callbacks=callbacks(1))
+    next_second()  # the resumed event file sorts after this one
     model.fit(images, labels, epochs=3, verbose=0, callbacks=callbacks(-1))
     live, resumed = alarms[0].chances, alarms[1].chances
     assert live == [(0, pytest.approx(16 / 144)), (1, pytest.approx(16 / 144))]

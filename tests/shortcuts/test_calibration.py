@@ -15,6 +15,7 @@ from hand_models import (
     PreemptedError,
     background_reader,
     fit_with_callback,
+    next_second,
     object_reader,
     probe_set,
 )
@@ -263,6 +264,7 @@ def test_a_resumed_run_fires_the_default_alarm_where_an_uninterrupted_one_does(t
         straight = fit("straight", -1)
         with pytest.raises(PreemptedError):
             fit("resumed", 1)
+        next_second()  # the resumed event file sorts after this one
         resumed = fit("resumed", -1)
     fired = [
         [s for s, v in read_run(str(d / "saliency")).scalars["saliency/alarm"] if v == 1.0]

@@ -112,8 +112,21 @@ def test_log_dir_replaced_by_a_file_mid_run(tmp_path, background):
     assert steps(log_dir) == [0]
 
 
+@pytest.fixture
+def ctrl_c_raises():
+    """SIGINT raises KeyboardInterrupt during the test, whatever this process inherited (a job
+    started with `&` in a non-interactive shell inherits SIGINT ignored); restored after."""
+    was = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, was)
+
+
 @BACKGROUND
-def test_keyboard_interrupt_after_a_logged_epoch_keeps_what_was_written(tmp_path, background):
+def test_keyboard_interrupt_after_a_logged_epoch_keeps_what_was_written(
+    tmp_path, background, ctrl_c_raises
+):
     model = compiled()
     x, y = data()
     cb = sc.SaliencyCallback(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 import warnings
 from pathlib import Path
@@ -10,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import images, tiny_cnn
-from hand_models import PreemptAt, PreemptedError
+from hand_models import PreemptAt, PreemptedError, next_second
 from tb_events import event_files, read_run
 
 import saliency_callback as sc
@@ -102,6 +103,7 @@ def run(tmp_path, order, preempt_at, freq=1, between=None):
     next(c for c in interrupted if isinstance(c, sc.SaliencyCallback)).flush()
     if between is not None:
         between(log_dir)
+    next_second()  # the resumed event file sorts after this one, as after a real restart
     history = fit(model, callbacks(False))
     return read_run(str(log_dir / "saliency"), served=True), history
 
@@ -117,16 +119,53 @@ def uninterrupted(tmp_path_factory):
     return runs
 
 
+REL, ABS = 1e-4, 1e-5
+"""The tolerance of a resumed value against the uninterrupted run's (float noise only)."""
+
+CHANGING = ("saliency/confidence", "saliency/mass_in_mask")
+"""Scalars that move between neighbouring logged epochs by more than the tolerance (checked in
+each reference run): a step written from a neighbouring epoch's weights would show there."""
+
+PIXELS = 2
+"""The most a decoded pixel of a resumed image may differ from the uninterrupted run's (float
+noise that flips the rounding to uint8); neighbouring epochs' images differ by more. (The
+timeline is compared by step only: the resumed fit's timeline starts again at the resume.)"""
+
+
 def assert_same_values(resumed, reference):
     """Every scalar at every step, within float tolerance (the resumed epochs are trained from
-    the restored weights, with the same batches)."""
+    the restored weights, with the same batches), and every image's decoded pixels; the
+    tolerances are checked to be tighter than the change between neighbouring epochs."""
     assert set(resumed.scalars) == set(reference.scalars)
+    for tag in CHANGING:
+        values = [v for _, v in reference.scalars[tag]]
+        for a, b in itertools.pairwise(values):
+            assert b != pytest.approx(a, rel=REL, abs=ABS), (tag, values)
     for tag, expected in reference.scalars.items():
         got = resumed.scalars[tag]
         assert [s for s, _ in got] == [s for s, _ in expected], tag
         for (step, a), (_, b) in zip(got, expected, strict=True):
-            assert a == pytest.approx(b, rel=1e-4, abs=1e-5, nan_ok=True), (tag, step)
+            assert a == pytest.approx(b, rel=REL, abs=ABS, nan_ok=True), (tag, step)
     assert resumed.texts == reference.texts
+    assert set(resumed.images) == set(reference.images)
+    for tag, expected in reference.images.items():
+        got = dict(resumed.images[tag])
+        if tag == "saliency/probe_boxes":  # written with the first step of each fit
+            assert set(got) >= {s for s, _ in expected}, tag
+        else:
+            assert list(got) == [s for s, _ in expected], tag
+        if tag == "saliency/timeline":  # restarts with the resumed fit: not the same image
+            continue
+        for step, theirs in expected:
+            ours = got[step]
+            assert len(ours) == len(theirs), (tag, step)
+            for a, b in zip(ours, theirs, strict=True):
+                assert a.shape == b.shape, (tag, step)
+                assert np.abs(a.astype(int) - b).max() <= PIXELS, (tag, step)
+    for tag in ("saliency/probes", "saliency/overview"):  # the pixel tolerance can tell epochs
+        panels = [images[0].astype(int) for _, images in reference.images[tag]]
+        for a, b in itertools.pairwise(panels):
+            assert a.shape != b.shape or np.abs(a - b).max() > PIXELS, tag
 
 
 @pytest.mark.parametrize(
@@ -201,3 +240,39 @@ def test_resume_after_a_truncated_event_file(tmp_path, uninterrupted):
         steps = [s for s, _ in (run_.images.get(tag) or run_.scalars[tag])]
         assert steps == list(range(-1, EPOCHS)), tag
     assert_same_values(run_, uninterrupted[1])
+
+
+def test_event_files_are_read_in_the_order_tensorboard_reads_them(tmp_path, monkeypatch):
+    """TensorFlow names an event file `...<seconds>.<host>.<pid>.<counter>.v2`: a restart in
+    the same process and second can give `.10.v2` after `.9.v2`, which sorts before it by
+    name. TensorBoard reads a run's files in name order (its `DirectoryLoader`, as the
+    server's accumulator uses it), and so must the resume's reader and the Saliency tab's,
+    or they would show another history than TensorBoard's own scalars."""
+    from tensorboard.backend.event_processing import directory_loader, event_file_loader, io_wrapper
+
+    from saliency_callback.tensorboard_plugin.events import RunReader
+    from saliency_callback.training.resume import read_history
+
+    names = [f"events.out.tfevents.1700000000.host.42.{i}.v2" for i in (8, 9, 10, 11)]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    opened: list[str] = []
+
+    class Recorded:
+        def __init__(self, path):
+            opened.append(path)
+
+        def Load(self):  # noqa: N802 (TensorBoard's name)
+            return iter(())
+
+    loader = directory_loader.DirectoryLoader(
+        str(tmp_path), Recorded, path_filter=io_wrapper.IsTensorFlowEventsFile
+    )
+    assert list(loader.Load()) == []
+    tensorboard_order = [Path(p).name for p in opened]
+    assert tensorboard_order == [names[i] for i in (2, 3, 0, 1)]  # by name: .10 before .8
+    opened.clear()
+    monkeypatch.setattr(event_file_loader, "EventFileLoader", Recorded)
+    read_history(str(tmp_path))
+    assert [Path(p).name for p in opened] == tensorboard_order
+    assert [Path(p).name for p in RunReader(str(tmp_path)).files()] == tensorboard_order

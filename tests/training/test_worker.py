@@ -71,22 +71,59 @@ class Threads:
         return wrapped
 
 
-def test_worker_writes_exactly_what_the_inline_path_writes(tmp_path, op_determinism):
-    runs, threads = {}, {}
+def rendering_threads(monkeypatch) -> dict[str, list[int]]:
+    """Records the thread (`threading.get_ident()`) of every call of the rendering: the panels,
+    the background tests' panels and the timeline's tiles."""
+    from saliency_callback.output.render import Renderer
+    from saliency_callback.training import worker
+
+    seen: dict[str, list[int]] = {}
+
+    def recorded(name, function):
+        def wrapped(*args, **kwargs):
+            seen.setdefault(name, []).append(threading.get_ident())
+            return function(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(Renderer, "panels", recorded("panels", Renderer.panels))
+    for name in ("render_variant_panels", "overlay_tiles"):
+        monkeypatch.setattr(worker, name, recorded(name, getattr(worker, name)))
+    return seen
+
+
+def test_worker_writes_exactly_what_the_inline_path_writes(tmp_path, op_determinism, monkeypatch):
+    runs, threads, rendered, fitting = {}, {}, {}, {}
     for background in (True, False):
         log_dir = tmp_path / str(background)
         cb = everything(log_dir, background, strict=True)
         threads[background] = Threads(cb.writer)
+        rendered[background] = rendering_threads(monkeypatch)
+        hook, fitting[background] = cb.on_epoch_end, set()
+
+        def on_epoch_end(epoch, logs=None, hook=hook, seen=fitting[background]):
+            seen.add(threading.get_ident())  # the thread running `fit` (Keras calls it there)
+            return hook(epoch, logs)
+
+        cb.on_epoch_end = on_epoch_end
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the alarm
             history = train(cb, epochs=4)
+        monkeypatch.undo()
         runs[background] = (read_run(str(log_dir / "saliency")), history.history)
-    # The training thread (this one: Keras calls the hooks on it) never encodes nor writes with
-    # the worker; inline, it does all of it.
+    # The training thread never renders, encodes nor writes with the worker; inline, it does
+    # all of it. Every logged step rendered its panels, background panels and timeline tiles
+    # (the 4 epochs and the pre-training step; the panels once more in the warm-up).
     training = threading.current_thread()
+    assert fitting[True] == fitting[False] == {training.ident}
+    for name, calls in {"panels": 6, "render_variant_panels": 5, "overlay_tiles": 5}.items():
+        assert len(rendered[True][name]) == len(rendered[False][name]) == calls, name
+        assert training.ident not in rendered[True][name], name
+        assert set(rendered[False][name]) == {training.ident}, name
     for name in ("encode", "write_pngs", "scalars", "flush"):
         (worker_thread,) = threads[True].seen[name]
         assert worker_thread is not training and worker_thread.name == "SaliencyCallback-writer"
+        assert set(rendered[True]["panels"]) == {worker_thread.ident}
         assert threads[False].seen[name] == {training}
     (worker, worker_logs), (inline, inline_logs) = runs[True], runs[False]
     # the Keras logs are filled synchronously either way (NaN equals NaN: harm without pairs)
