@@ -227,7 +227,7 @@ def __getattr__(name: str) -> Any:
     try:
         return _load(name)
     except ModuleNotFoundError as error:
-        if error.name != "tensorflow":
+        if not (error.name or "").startswith("tensorflow"):
             raise
         raise ModuleNotFoundError(_NO_TENSORFLOW, name="tensorflow") from error
 
