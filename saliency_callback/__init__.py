@@ -214,7 +214,25 @@ if TYPE_CHECKING:
     from saliency_callback.training.options import Display, Runtime
 
 
+_NO_TENSORFLOW = (
+    "saliency_callback: Keras's backend is 'tensorflow' (the default; KERAS_BACKEND or "
+    "~/.keras/keras.json) but TensorFlow is not installed. Run "
+    '`pip install "saliency_callback[tensorflow]"`, or use another backend: '
+    '`pip install "saliency_callback[jax]"` and KERAS_BACKEND=jax (or [torch] and '
+    "KERAS_BACKEND=torch)."
+)
+
+
 def __getattr__(name: str) -> Any:
+    try:
+        return _load(name)
+    except ModuleNotFoundError as error:
+        if not (error.name or "").startswith("tensorflow"):
+            raise
+        raise ModuleNotFoundError(_NO_TENSORFLOW, name="tensorflow") from error
+
+
+def _load(name: str) -> Any:
     if name in _SUBMODULES:
         value = importlib.import_module(f"{__name__}.{name}")
     elif name in _MOVED:

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from saliency_callback.output.event_file import EventFile, encode_png
+
 
 def check_log_dir(log_dir: str, caller: str = "SaliencyCallback") -> None:
     """Checks, without creating anything, that `log_dir` can hold event files.
@@ -54,12 +56,7 @@ def check_log_dir(log_dir: str, caller: str = "SaliencyCallback") -> None:
 
 
 _DT_FLOAT = 1  # tensorflow.DataType.DT_FLOAT
-
-
-def _summary_pb2() -> Any:
-    from tensorboard.compat.proto import summary_pb2
-
-    return summary_pb2
+_DT_STRING = 7  # tensorflow.DataType.DT_STRING
 
 
 @functools.cache
@@ -72,10 +69,12 @@ def _scalar_metadata() -> Any:
 class RunWriter:
     """Writes image and scalar summaries into `log_dir/run`, creating the file lazily.
 
-    Images are PNG-encoded with zlib level `png_compression` (all samples of a summary in one
-    batched op) and written in the exact format of `tf.summary.image`; level 1 encodes about
-    30% faster than TensorFlow's default for a few percent more bytes. Scalars of one call are
-    written as one event by one op (an eager `tf.summary.scalar` per value costs ~0.25 ms each).
+    The events are those TensorFlow's `tf.summary.image`, `tf.summary.scalar` and
+    `tf.summary.text` write (same tags, steps, plugin metadata and tensors; the PNG bytes
+    differ, the pixels they decode to do not), written without TensorFlow
+    (`saliency_callback.output.event_file`), so it runs on every Keras backend. Images are
+    PNG-encoded with zlib level `png_compression`; level 1 encodes about 30% faster than the
+    default for a few percent more bytes. Scalars of one call are written as one event.
     `encode` touches no file, so it may run on another thread than the writes.
 
     Args:
@@ -87,13 +86,13 @@ class RunWriter:
     def __init__(self, log_dir: str, run: str = "saliency", png_compression: int = 1) -> None:
         self.path = os.path.join(os.fspath(log_dir), run)
         self.png_compression = int(png_compression)
-        self._writer: Any = None
+        self._writer: EventFile | None = None
 
     def reopen_if_lost(self) -> bool:
         """Starts a new event file if the run directory vanished under an open writer.
 
-        A TensorBoard writer whose directory is deleted keeps writing into the unlinked file,
-        losing everything silently; this detects it (for local paths) and returns `True`.
+        A writer whose directory is deleted keeps writing into the unlinked file, losing
+        everything silently; this detects it (for local paths) and returns `True`.
         """
         if self._writer is None or "://" in self.path or os.path.isdir(self.path):
             return False
@@ -105,18 +104,14 @@ class RunWriter:
     def _forget(self) -> None:
         self._writer = None
 
-    def _get(self) -> Any:
+    def _get(self) -> EventFile:
         if self._writer is None:
-            import tensorflow as tf
-
-            self._writer = tf.summary.create_file_writer(self.path)
+            self._writer = EventFile(self.path)
         return self._writer
 
     def encode(self, data: np.ndarray) -> list[bytes]:
-        """PNG-encodes uint8 images `(k, H, W, 3)` (one batched op); thread-safe, no file I/O."""
-        import tensorflow as tf
-
-        return list(tf.image.encode_png(data, compression=self.png_compression).numpy())
+        """PNG-encodes uint8 images `(k, H, W, 3)`; thread-safe, no file I/O."""
+        return encode_png(data, self.png_compression)
 
     def write_pngs(
         self,
@@ -126,51 +121,51 @@ class RunWriter:
         step: int,
         description: str | None = None,
     ) -> None:
-        """Writes encoded PNGs of `size=(height, width)` as one image summary."""
-        import tensorflow as tf
+        """Writes encoded PNGs of `size=(height, width)` as one image summary: a string tensor
+        `[width, height, png, ...]`, as `tf.summary.image` writes it."""
+        from tensorboard.compat.proto import summary_pb2
         from tensorboard.plugins.image import metadata as image_metadata
 
         height, width = size
-        tensor = tf.constant([str(width).encode(), str(height).encode(), *pngs])
-        meta = image_metadata.create_summary_metadata(display_name=None, description=description)
-        with self._get().as_default():
-            tf.summary.write(tag, tensor, step=step, metadata=meta)
+        summary = summary_pb2.Summary()
+        entry = summary.value.add(tag=tag)
+        entry.metadata.CopyFrom(
+            image_metadata.create_summary_metadata(display_name=None, description=description)
+        )
+        entry.tensor.dtype = _DT_STRING
+        entry.tensor.tensor_shape.dim.add(size=len(pngs) + 2)
+        entry.tensor.string_val.extend([str(width).encode(), str(height).encode(), *pngs])
+        self._get().summary(summary, step)
 
     def images(self, tag: str, data: np.ndarray, step: int, description: str | None = None) -> None:
         """Writes uint8 images `(k, H, W, 3)` as one image summary with `k` samples."""
         self.write_pngs(tag, self.encode(data), data.shape[1:3], step, description)
 
     def scalars(self, values: dict[str, float], step: int) -> None:
-        """Writes several scalars at `step` with one op (one event holding every value).
+        """Writes several scalars at `step` as one event holding every value.
 
-        The `Summary` protocol buffer is built in Python and written with
-        `tf.summary.experimental.write_raw_pb`: no `tf.function`, so nothing is traced, whatever
-        the tags, their number, the callback instance or the writer (a compiled function per tag
-        set retraced for every new callback or probe count, and TensorFlow warned about it in
-        processes running several fits). A NaN or infinite value is left out, never written (the
-        callback says why, see `saliency_callback.shortcuts.unmeasured`).
+        A NaN or infinite value is left out, never written (the callback says why, see
+        `saliency_callback.shortcuts.unmeasured`).
         """
-        import tensorflow as tf
+        from tensorboard.compat.proto import summary_pb2
 
         values = {tag: v for tag, v in values.items() if math.isfinite(float(v))}
         if not values:
             return
-        summary = _summary_pb2().Summary()
+        summary = summary_pb2.Summary()
         meta = _scalar_metadata()
         for tag, value in values.items():
             entry = summary.value.add(tag=tag)
             entry.metadata.CopyFrom(meta)
             entry.tensor.dtype = _DT_FLOAT
             entry.tensor.float_val.append(float(np.float32(value)))
-        with self._get().as_default():
-            tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=step)
+        self._get().summary(summary, step)
 
     def text(self, tag: str, value: str, step: int) -> None:
         """Writes a Markdown text summary."""
-        import tensorflow as tf
+        from tensorboard.plugins.text import summary_v2 as text_summary
 
-        with self._get().as_default():
-            tf.summary.text(tag, value, step=step)
+        self._get().summary(text_summary.text_pb(tag, value), step)
 
     def restart(self, step: int, twice: bool = False) -> None:
         """Writes a `SessionLog.START` event at `step` and flushes: TensorBoard then discards
@@ -179,14 +174,19 @@ class RunWriter:
         TensorBoard's server takes a run's first START for its start, not a restart: pass
         `twice=True` when the run holds none yet.
         """
-        import tensorflow as tf
-        from tensorboard.compat.proto import event_pb2
-        from tensorflow.python.ops import summary_ops_v2
+        import time
 
-        start = event_pb2.Event(step=step, session_log=event_pb2.SessionLog(status=1))
-        with self._get().as_default():
-            for _ in range(2 if twice else 1):
-                summary_ops_v2.import_event(tf.constant(start.SerializeToString()))
+        from tensorboard.compat.proto import event_pb2
+
+        writer = self._get()
+        for _ in range(2 if twice else 1):
+            writer.add(
+                event_pb2.Event(
+                    wall_time=time.time(),
+                    step=step,
+                    session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START),
+                )
+            )
         self.flush()
 
     def flush(self) -> None:

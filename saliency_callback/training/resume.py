@@ -1,8 +1,8 @@
 """Resuming after a preemption (`keras.callbacks.BackupAndRestore`): no duplicates, no gaps.
 
 When a `fit` starts at epoch `start > 0` (a resume, or an explicit `initial_epoch`), the
-callback reads back what its run directory already holds (`read_history`, TensorBoard's own
-reader, applying TensorBoard's purge rule) and then:
+callback reads back what its run directory already holds (`read_history`, without
+TensorFlow, applying TensorBoard's purge rule) and then:
 
 - duplicates: steps `>= start` already in the event files were written by the interrupted run
   after its last backup (their epochs are trained again). A `SessionLog.START` event at step
@@ -19,13 +19,12 @@ reader, applying TensorBoard's purge rule) and then:
 
 from __future__ import annotations
 
-import glob
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from saliency_callback.output.event_file import event_files, read_events
 from saliency_callback.shortcuts.alarm import ShortcutAlarm
 
 __all__ = ["RunHistory", "continue_run", "read_history", "replay_alarm", "replay_chances"]
@@ -57,19 +56,12 @@ class RunHistory:
 
 def read_history(run_dir: str) -> RunHistory:
     """Reads the run's event files in order (local or remote paths; none: empty history)."""
-    from tensorboard.backend.event_processing import event_file_loader
     from tensorboard.compat.proto import event_pb2
     from tensorboard.util import tensor_util
 
     history = RunHistory()
-    if "://" in run_dir:
-        import tensorflow as tf
-
-        files = sorted(tf.io.gfile.glob(os.path.join(run_dir, "events.out.tfevents.*")))
-    else:
-        files = sorted(glob.glob(os.path.join(run_dir, "events.out.tfevents.*")))
-    for path in files:
-        for event in event_file_loader.EventFileLoader(path).Load():
+    for path in event_files(run_dir):
+        for event in read_events(path):
             if event.HasField("session_log"):
                 if event.session_log.status == event_pb2.SessionLog.START:
                     history.purge_from(event.step)
