@@ -5,7 +5,7 @@ before and after, and the issue's targets. No training, no model calls: it reads
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,11 @@ def mean_sd(values: Sequence[float]) -> str:
     if not len(v):
         return "-"
     return f"{v.mean():.2f}" if len(v) == 1 else f"{v.mean():.2f} ± {v.std(ddof=1):.2f}"
+
+
+def mean_sds(results: list[Any], *fields: str) -> list[str]:
+    """`mean_sd` of each named field (or property) of the results."""
+    return [mean_sd([getattr(r, field) for r in results]) for field in fields]
 
 
 def _mean(results: list[Any], field: Callable[[Any], float]) -> float:
@@ -60,6 +65,15 @@ def remedies_of(results: list[Any]) -> list[str]:
         return REMEDIES.index(base(arm)), p
 
     return sorted({r.remedy for r in results}, key=order)
+
+
+def cells(results: list[Any], args: argparse.Namespace) -> Iterator[tuple[str, str, list[Any]]]:
+    """Each family and arm that has results, with its results: the tables' and the plot's rows."""
+    for family in families_of(results, args):
+        for remedy in remedies_of(results):
+            found = select(results, family, remedy)
+            if found:
+                yield family, remedy, found
 
 
 def recovery(results: list[Any], family: str, remedy: str) -> float:
@@ -96,27 +110,19 @@ def agree_cost(results: list[Any], families: list[str], reference: str, remedy: 
 
 def truth_table(results: list[Any], args: argparse.Namespace) -> str:
     rows = []
-    for family in families_of(results, args):
-        for remedy in remedies_of(results):
-            found = select(results, family, remedy)
-            if not found:
-                continue
-            overhead = time_overhead(results, family, remedy)
-            rows.append(
-                [
-                    family,
-                    remedy,
-                    mean_sd([r.acc_disagree for r in found]),
-                    mean_sd([r.acc_agree for r in found]),
-                    mean_sd([r.harm for r in found]),
-                    f"{_mean(found, lambda r: r.fit_s):.1f} s",
-                    "-" if remedy in ("shortcut", "clean") else f"{100 * overhead:+.0f}%",
-                    "-"
-                    if base(remedy) not in SWAPS
-                    else f"{_mean(found, lambda r: r.setup_s):.1f} s",
-                    len(found),
-                ]
-            )
+    for family, remedy, found in cells(results, args):
+        overhead = time_overhead(results, family, remedy)
+        rows.append(
+            [
+                family,
+                remedy,
+                *mean_sds(found, "acc_disagree", "acc_agree", "harm"),
+                f"{_mean(found, lambda r: r.fit_s):.1f} s",
+                "-" if remedy in ("shortcut", "clean") else f"{100 * overhead:+.0f}%",
+                "-" if base(remedy) not in SWAPS else f"{_mean(found, lambda r: r.setup_s):.1f} s",
+                len(found),
+            ]
+        )
     header = [
         "family",
         "remedy",
@@ -153,23 +159,15 @@ def recovery_table(results: list[Any], args: argparse.Namespace) -> str:
 
 
 def library_table(results: list[Any], args: argparse.Namespace) -> str:
-    rows = []
-    for family in families_of(results, args):
-        for remedy in remedies_of(results):
-            found = select(results, family, remedy)
-            if not found:
-                continue
-            fired = sum(r.alarm for r in found)
-            rows.append(
-                [
-                    family,
-                    remedy,
-                    mean_sd([r.harm for r in found]),
-                    mean_sd([r.harm_est for r in found]),
-                    mean_sd([r.harm_low for r in found]),
-                    f"{fired}/{len(found)}",
-                ]
-            )
+    rows = [
+        [
+            family,
+            remedy,
+            *mean_sds(found, "harm", "harm_est", "harm_low"),
+            f"{sum(r.alarm for r in found)}/{len(found)}",
+        ]
+        for family, remedy, found in cells(results, args)
+    ]
     header = ["family", "remedy", "measured harm", "harm estimate", "harm_low", "alarm fires"]
     return (
         "### What the library said: the background tests before and after the fix\n\n"
@@ -269,15 +267,12 @@ def plot(results: list[Any], args: argparse.Namespace, path: Path) -> None:
     colours = plt.get_cmap("tab10")
     arms = remedies_of(results)
     marker = {arm: MARKERS[i % len(MARKERS)] for i, arm in enumerate(arms)}
-    for i, family in enumerate(families_of(results, args)):
-        for remedy in arms:
-            found = select(results, family, remedy)
-            if not found:
-                continue
-            x = _mean(found, lambda r: r.acc_disagree)
-            y = _mean(found, lambda r: r.acc_agree)
-            ax.scatter(x, y, color=colours(i), marker=marker[remedy], s=60)
-    for i, family in enumerate(families_of(results, args)):
+    families = families_of(results, args)
+    for family, remedy, found in cells(results, args):
+        x = _mean(found, lambda r: r.acc_disagree)
+        y = _mean(found, lambda r: r.acc_agree)
+        ax.scatter(x, y, color=colours(families.index(family)), marker=marker[remedy], s=60)
+    for i, family in enumerate(families):
         ax.scatter([], [], color=colours(i), marker="o", label=family)
     for remedy in arms:
         ax.scatter([], [], color="0.3", marker=marker[remedy], label=remedy)

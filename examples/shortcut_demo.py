@@ -11,8 +11,14 @@ lower bound is above 0.05. At the end a verdict table sets the measured test acc
 agreeing vs disagreeing backgrounds next to the estimate, the mass in mask, the flip rate and
 the gap.
 
+With `--fix`, a third model trains on the shortcut model's data with the remedy of
+`docs/after-the-alarm.md`: background-swap training (`sc.BackgroundSwap`, a share `p` of the
+training images pasted, each epoch, onto another image's object-removed background), watched
+by the same callback and alarm; its row joins the verdict table.
+
 Run:
     python examples/shortcut_demo.py            # 25-100 s on 2 CPU cores, depending on the CPU
+    python examples/shortcut_demo.py --fix      # and the fixed model: one more training run
     tensorboard --logdir logs/shortcut_demo --samples_per_plugin images=100
 """
 
@@ -36,6 +42,11 @@ import saliency_callback as sc
 
 # The two models the demo trains: name and how often the background agrees with the class.
 MODELS = (("shortcut", 0.95), ("clean", 1 / 3))
+# The optional third: the shortcut model's data, trained with background swaps at share `FIX_P`
+# (the swap probability `benchmarks/bench_fix.py` supports, docs/after-the-alarm.md).
+FIXED = ("fixed", 0.95)
+FIX_P = 0.8
+RUNS = (*MODELS, FIXED)
 
 
 @dataclass
@@ -55,6 +66,7 @@ class RunResult:
     gap: float
     flip_rate: float
     alarm_epochs: list[int]
+    alarm_at_end: bool  # the alarm's signal still on the wrong side of its limit at the end
     seconds: float
 
 
@@ -112,8 +124,10 @@ def train_one(
     num_probes: int,
     seed: int,
     verbose: bool = True,
+    swap_p: float | None = None,
 ) -> RunResult:
-    """Trains one model on data whose background agrees with the class for `agreement`."""
+    """Trains one model on data whose background agrees with the class for `agreement`; with
+    `swap_p`, on background-swapped batches of that data (`sc.BackgroundSwap`, the remedy)."""
     train, test = sc.make_shortcut_splits(
         n_train, 600, agreement=agreement, seed=seed, image_size=image_size
     )
@@ -129,6 +143,10 @@ def train_one(
         seed=seed + 1,
         image_size=image_size,
     )
+    # The recommended alarm (and the default method, SmoothGrad): it fires when the accuracy
+    # the model is estimated to lose where the background disagrees, from the probes'
+    # background swaps, is above 0.05 at its 95% lower bound.
+    alarm = sc.ShortcutAlarm()
     saliency = sc.SaliencyCallback(
         probes.images,
         probes.labels,
@@ -136,10 +154,7 @@ def train_one(
         log_dir=log_dir,
         runtime=sc.Runtime(run_name=f"saliency_{name}", log_before_training=True),
         class_names=list(probes.class_names),
-        # The recommended alarm (and the default method, SmoothGrad): it fires when the
-        # accuracy the model is estimated to lose where the background disagrees, from the
-        # probes' background swaps, is above 0.05 at its 95% lower bound.
-        alarm=sc.ShortcutAlarm(),
+        alarm=alarm,
     )
     callbacks: list[keras.callbacks.Callback] = [saliency]
     if verbose:
@@ -147,14 +162,20 @@ def train_one(
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the alarm is printed by EpochPrinter
-        model.fit(
-            train.images,
-            train.labels,
-            epochs=epochs,
-            batch_size=64,
-            verbose=0,
-            callbacks=callbacks,
-        )
+        if swap_p is None:
+            model.fit(
+                train.images,
+                train.labels,
+                epochs=epochs,
+                batch_size=64,
+                verbose=0,
+                callbacks=callbacks,
+            )
+        else:
+            swapped = sc.BackgroundSwap(
+                train.images, train.labels, train.masks, p=swap_p, batch_size=64, seed=seed
+            )
+            model.fit(swapped, epochs=epochs, verbose=0, callbacks=callbacks)
     seconds = time.perf_counter() - start
     pred = model.predict(test.images, verbose=0, batch_size=256).argmax(axis=1)
     correct = pred == test.labels
@@ -163,6 +184,7 @@ def train_one(
         name: saliency.history[f"background/{name}"][-1][1]
         for name in ("gap", "flip_rate", "reliance", "harm", "harm_low", "harm_high")
     }
+    watched, limit = saliency.history[alarm.monitor][-1][1], alarm.limit(None)
     return RunResult(
         name=name,
         agreement=agreement,
@@ -177,6 +199,7 @@ def train_one(
         gap=float(final["gap"]),
         flip_rate=float(final["flip_rate"]),
         alarm_epochs=[e.step + 1 for e in saliency.alarm_events],
+        alarm_at_end=bool(watched > limit if alarm.side == "above" else watched < limit),
         seconds=seconds,
     )
 
@@ -185,11 +208,11 @@ def clear_previous_runs(log_dir: str, verbose: bool = True) -> list[str]:
     """Deletes the event files an earlier run of the demo left in `log_dir`; returns them.
 
     Only `events.out.tfevents.*` files directly inside the demo's own run directories
-    (`saliency_shortcut`, `saliency_clean`) are deleted, so TensorBoard shows this run alone;
-    anything else in `log_dir` is left as it is.
+    (`saliency_shortcut`, `saliency_clean`, `saliency_fixed`) are deleted, so TensorBoard shows
+    this run alone; anything else in `log_dir` is left as it is.
     """
     removed = []
-    for name, _ in MODELS:
+    for name, _ in RUNS:
         run_dir = os.path.join(log_dir, f"saliency_{name}")
         for path in sorted(glob.glob(os.path.join(glob.escape(run_dir), "events.out.tfevents.*"))):
             if os.path.isfile(path):
@@ -209,7 +232,12 @@ def verdict_table(results: list[RunResult]) -> str:
     )
     lines = [head, "-" * (len(head) + 30)]
     for r in results:
-        verdict = f"SHORTCUT: alarm at epoch {r.alarm_epochs[0]}" if r.alarm_epochs else "no alarm"
+        if not r.alarm_epochs:
+            verdict = "no alarm"
+        elif r.alarm_at_end:
+            verdict = f"SHORTCUT: alarm at epoch {r.alarm_epochs[0]}"
+        else:  # it fired, then its signal came back below the limit
+            verdict = f"quiet at the end (alarm at epoch {r.alarm_epochs[0]})"
         lines.append(
             f"{r.name:10s} {r.agreement:9.0%} {r.acc_agree:9.2f} {r.acc_disagree:12.2f} "
             f"{r.harm:5.2f} [{r.harm_low:5.2f}, {r.harm_high:5.2f}] "
@@ -227,8 +255,10 @@ def run(
     num_probes: int = 16,
     seed: int = 0,
     verbose: bool = True,
+    fix: bool = False,
 ) -> list[RunResult]:
-    """Trains the shortcut and the clean model; returns their results."""
+    """Trains the shortcut and the clean model, and with `fix` the fixed one (background swaps
+    at `FIX_P` on the shortcut model's data); returns their results."""
     settings = dict(
         log_dir=log_dir,
         n_train=n_train,
@@ -240,14 +270,16 @@ def run(
     )
     clear_previous_runs(log_dir, verbose)
     results = []
-    for name, agreement in MODELS:
+    for name, agreement in RUNS if fix else MODELS:
+        swap_p = FIX_P if name == FIXED[0] else None
         if verbose:
+            remedy = "" if swap_p is None else f", {swap_p:.0%} of them swapped each epoch"
             print(
                 f"Training the {name} model (background agrees with the class on "
-                f"{agreement:.0%} of training images)",
+                f"{agreement:.0%} of training images{remedy})",
                 flush=True,
             )
-        results.append(train_one(name, agreement, **settings))  # type: ignore[arg-type]
+        results.append(train_one(name, agreement, swap_p=swap_p, **settings))  # type: ignore[arg-type]
     return results
 
 
@@ -257,9 +289,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--n-train", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--fix",
+        action="store_true",
+        help=f"also train the shortcut model's data with background swaps (p={FIX_P})",
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    results = run(args.logdir, n_train=args.n_train, epochs=args.epochs, seed=args.seed)
+    results = run(
+        args.logdir, n_train=args.n_train, epochs=args.epochs, seed=args.seed, fix=args.fix
+    )
     print()
     print(verdict_table(results))
     print(f"\nTotal time {time.perf_counter() - start:.0f} s. See the overlays epoch by epoch:")

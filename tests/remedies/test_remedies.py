@@ -154,16 +154,26 @@ def test_fallback_proposals_are_skipped_and_counted():
         assert (j is None) == bool(fallback[y[k]])
 
 
+def seeded_linear_model(size=8, classes=3):
+    """A linear softmax model built and initialised under seed 0: two calls, the same weights."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((size, size, 3)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(classes, "softmax"),
+        ]
+    )
+    model.compile("adam", "sparse_categorical_crossentropy")
+    return model
+
+
 def test_p0_training_is_bitwise_training_without_the_remedy(op_determinism):
     images, masks, _ = bed(n=48, size=8)
     labels = np.arange(48) % 3
 
     def trained(data):
-        keras.utils.set_random_seed(0)
-        model = keras.Sequential(
-            [keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(3, "softmax")]
-        )
-        model.compile("adam", "sparse_categorical_crossentropy")
+        model = seeded_linear_model()
         if data is None:
             model.fit(images, labels, batch_size=16, epochs=2, shuffle=False, verbose=0)
         else:
@@ -182,11 +192,7 @@ def test_dataset_p0_training_is_bitwise_training_without_the_remedy(op_determini
     labels = np.arange(48) % 3
 
     def trained(swap):
-        keras.utils.set_random_seed(0)
-        model = keras.Sequential(
-            [keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(3, "softmax")]
-        )
-        model.compile("adam", "sparse_categorical_crossentropy")
+        model = seeded_linear_model()
         data = dataset(images, labels)
         if swap:
             data = sc.background_swap(data, masks, p=0.0, seed=0)
