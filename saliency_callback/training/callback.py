@@ -1,7 +1,8 @@
 """`SaliencyCallback`: saliency overlays of a fixed probe set in TensorBoard, every N epochs.
 
-The callback only wires parts together: `probes` (validated arrays), `engine` (maps),
-`render` (panels and grid), `metrics` and `alarm` (masks), `writer` (TensorBoard).
+The callback only wires parts together: `probes` (validated arrays), `engine` (maps), `checks`
+(its arguments), `signals` and `background_wiring` (what a logged epoch measures), `alarm_step`
+(the alarm's bookkeeping), `captions`, `worker` and `writer` (rendering, TensorBoard).
 """
 
 from __future__ import annotations
@@ -16,27 +17,38 @@ from typing import Any
 import keras
 import numpy as np
 
-from saliency_callback.data.probes import ObjectRegions, Probes, load_probes, locate_objects
+from saliency_callback.data.probes import ObjectRegions, Probes, load_probes
 from saliency_callback.maps import inputs as _inputs
 from saliency_callback.maps import metrics as _metrics
-from saliency_callback.maps import postprocess
 from saliency_callback.maps.engine import Explainer, Explanation
 from saliency_callback.maps.inputs import TargetSpec
 from saliency_callback.maps.methods import RECOMMENDED, Method, get_method
 from saliency_callback.maps.postprocess import Normalization, Reduction
-from saliency_callback.output.box_panels import render_probe_boxes
 from saliency_callback.output.timeline import Timeline
 from saliency_callback.output.writer import RunWriter, check_log_dir
-from saliency_callback.shortcuts import background as _background
-from saliency_callback.shortcuts.alarm import MONITORS, AlarmEvent, ShortcutAlarm
-from saliency_callback.shortcuts.unmeasured import (
-    Unmeasured,
-    alarm_cannot_judge,
-    empty_mask_signals,
+from saliency_callback.shortcuts.alarm import AlarmEvent, ShortcutAlarm
+from saliency_callback.shortcuts.background import BackgroundTest
+from saliency_callback.shortcuts.unmeasured import Unmeasured, empty_mask_signals
+from saliency_callback.training.alarm_step import AlarmStep
+from saliency_callback.training.background_wiring import (
+    background_panels,
+    background_scalars,
+    build_test,
+    object_regions,
+)
+from saliency_callback.training.captions import Captions, describe_run
+from saliency_callback.training.checks import (
+    check_alarm,
+    check_background_tests,
+    check_class_count,
+    check_class_names,
+    check_target,
+    is_chief,
 )
 from saliency_callback.training.epoch_start import EpochStartWatch
 from saliency_callback.training.options import Display, Runtime, legacy_options, positive_int
-from saliency_callback.training.resume import read_history, replay_alarm, replay_chances
+from saliency_callback.training.resume import continue_run, read_history
+from saliency_callback.training.signals import Signals, map_scalars
 from saliency_callback.training.worker import (
     BACKGROUND_DESCRIPTION,
     StepPayload,
@@ -45,42 +57,6 @@ from saliency_callback.training.worker import (
 )
 
 _NAME = "SaliencyCallback"
-# Background signals that also go into Keras's `logs` (CSVLogger, History, EarlyStopping).
-_LOGGED_BACKGROUND = (
-    "gap",
-    "flip_rate",
-    "reliance",
-    "swap_change",
-    "only_bg_accuracy",
-    "harm",
-    "harm_low",
-    "harm_high",
-)
-Signals = dict[str, tuple[float, np.ndarray | None, float | None]]
-"""What the alarm can watch: signal -> (mean, per-probe values or None, chance level or None)."""
-
-
-def _positive_int(name: str, value: Any) -> int:
-    return positive_int(_NAME, name, value)
-
-
-def _is_chief(model: Any) -> bool:
-    """Whether this process should write (always, unless a non-chief multi-worker task)."""
-    strategy = getattr(model, "distribute_strategy", None)
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None:
-        return True
-    try:
-        in_multi_worker = strategy.extended._in_multi_worker_mode()  # type: ignore[union-attr]
-    except AttributeError:
-        return True
-    if not in_multi_worker:
-        return True
-    task_type, task_id = resolver.task_type, resolver.task_id
-    if task_type == "chief":
-        return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return task_type == "worker" and task_id == 0 and not has_chief
 
 
 class SaliencyCallback(keras.callbacks.Callback):
@@ -282,17 +258,14 @@ class SaliencyCallback(keras.callbacks.Callback):
         self.runtime = runtime
         self.probes: Probes = load_probes(images, labels, masks, num_probes, boxes=boxes)
         self.method = get_method(method)
-        self.freq = _positive_int("freq", freq)
+        self.freq = positive_int(_NAME, "freq", freq)
         self.batch_size = runtime.batch_size
         check_log_dir(log_dir)
         self.renderer = display.renderer()
-        self.class_names = self._check_class_names(class_names)
-        if isinstance(target, str) and target == "label" and self.probes.labels is None:
-            raise ValueError(f'`{_NAME}` got target="label" but no `labels`; received labels=None')
-        if not callable(target) and not isinstance(target, (str, int, np.integer)):
-            _inputs.resolve_targets(target, len(self.probes), None, None)
-        self.background_tests = self._check_background_tests(background_tests)
-        self.alarm = self._check_alarm(alarm)
+        self.class_names = check_class_names(class_names)
+        check_target(target, self.probes)
+        self.background_tests = check_background_tests(background_tests, self.probes)
+        self.alarm = check_alarm(alarm, self.probes, self.background_tests)
         self.target = target
         self.log_dir = log_dir
         self.output = output
@@ -315,69 +288,14 @@ class SaliencyCallback(keras.callbacks.Callback):
         self._pending_initial_log = False
         self._chance: np.ndarray | None = None
         self._label_ids: np.ndarray | None = None
-        self._background: _background.BackgroundTest | None = None
+        self._background: BackgroundTest | None = None
         self._regions: ObjectRegions | None = None
         self._epoch_start = EpochStartWatch()
         self._unmeasured = Unmeasured()
         self._display_range: tuple[float, float] | None = None
         self._is_chief = True
-
-    # -- validation ----------------------------------------------------------------------------
-
-    def _check_class_names(self, class_names: Sequence[str] | None) -> list[str] | None:
-        if class_names is None:
-            return None
-        if isinstance(class_names, str) or not all(isinstance(c, str) for c in class_names):
-            raise TypeError(
-                f"`{_NAME}` expected `class_names` to be a sequence of str, received "
-                f"{class_names!r}"
-            )
-        return list(class_names)
-
-    def _check_background_tests(self, background_tests: bool | None) -> bool:
-        if background_tests is not None and not isinstance(background_tests, (bool, np.bool_)):
-            raise TypeError(
-                f"`{_NAME}` expected `background_tests` to be a bool or None, received "
-                f"{background_tests!r}"
-            )
-        masks = self.probes.masks
-        # Without masks or boxes the tests run on object boxes proposed from the images at
-        # `on_train_begin` (`probes.locate_objects`).
-        enabled = True if background_tests is None else bool(background_tests)
-        if enabled and masks is not None:
-            area = masks.mean(axis=(1, 2))
-            left_out = [int(i) for i in np.flatnonzero((area == 0) | (area == 1))]
-            if left_out:
-                warnings.warn(
-                    f"{_NAME}: probes {left_out} have an empty mask or one covering the whole "
-                    "image; they are left out of the background tests (and of the mask "
-                    "metrics where empty).",
-                    stacklevel=3,
-                )
-        return enabled
-
-    def _check_alarm(self, alarm: ShortcutAlarm | None) -> ShortcutAlarm | None:
-        if alarm is None:
-            return None
-        if not isinstance(alarm, ShortcutAlarm):
-            raise TypeError(f"`{_NAME}` expected `alarm` to be a ShortcutAlarm, received {alarm!r}")
-        background_monitor = alarm.monitor.startswith("background/")
-        if alarm.needs_masks and self.probes.masks is None and not background_monitor:
-            raise ValueError(
-                f"`{_NAME}` got an alarm on {alarm.monitor!r}, which needs `masks` or `boxes`; "
-                "received neither (proposed object boxes serve the background tests only)"
-            )
-        if alarm.monitor.startswith("background/") and not self.background_tests:
-            raise ValueError(
-                f"`{_NAME}` got an alarm on {alarm.monitor!r} with background_tests=False"
-            )
-        accuracy = alarm.monitor.endswith("accuracy") or alarm.monitor == "background/gap"
-        if accuracy and self.probes.labels is None:
-            raise ValueError(
-                f"`{_NAME}` got an alarm on {alarm.monitor!r}, which needs `labels`; received "
-                "labels=None (background/flip_rate needs no labels)"
-            )
-        return alarm
+        self._alarm_step = AlarmStep()
+        self._captions_of: Captions | None = None
 
     def _setup(self) -> None:
         """Builds the explainer for the current model and validates the probes against it."""
@@ -401,45 +319,26 @@ class SaliencyCallback(keras.callbacks.Callback):
             label_ids = _inputs.check_labels(labels, len(self.probes), head.num_classes)
         self._label_ids = label_ids
         self._prepared = explainer.prepare(self.probes.images, label_ids)
-        n_classes = head.num_classes
-        names = self.class_names
-        if names is not None and n_classes is not None and len(names) != n_classes:
-            raise ValueError(
-                f"expected `class_names` of length {n_classes} (the model's classes), "
-                f"received {len(names)}"
-            )
+        names = check_class_count(self.class_names, head.num_classes)
+        self._captions_of = Captions(head, names, labels, label_ids, self.target)
         if self.probes.masks is not None:
             self._chance = _metrics.chance_level(self.probes.masks)
         self._background = None
-        once = []
         raw = self.probes.raw
         self._display_range = self.renderer.value_range or (
             (0.0, 255.0) if raw.dtype == np.uint8 else None
         )
-        if self.background_tests:
-            regions = self._object_regions()
-            if regions.usable.any():
-                self._background = _background.BackgroundTest.build(
-                    self.probes.images, regions.masks, label_ids
-                )
-                self._warn_single_class(self._background.valid, label_ids)
-            r = self.renderer
-            boxes = render_probe_boxes(
-                raw,
-                regions,
-                value_range=self._display_range,
-                min_tile=r.min_tile,
-                max_tile=r.max_tile,
-            )
-            once.append(("saliency/probe_boxes", boxes, regions.describe()))
+        once: list[tuple[str, np.ndarray, str]] = []
         background = None
-        if self._background is not None:
-            test = self._background
-            stacks = [
-                self.probes.images,
-                *(test.images[v] for v in ("only_fg", "only_bg", "mixed_rand")),
-            ]
-            background = (stacks, self._display_range)
+        if self.background_tests:
+            if self._regions is None:  # found once per callback: proposals never see the model
+                self._regions = object_regions(self.probes)
+            self._background = build_test(
+                self.probes, self._regions, label_ids, self._captions_of.name
+            )
+            once, background = background_panels(
+                self.probes, self._regions, self._background, self.renderer, self._display_range
+            )
         self._step_writer = StepWriter(
             self.writer,
             self.renderer,
@@ -460,29 +359,6 @@ class SaliencyCallback(keras.callbacks.Callback):
         """Whether the background tests are on but no probe has a plausible object."""
         return self.background_tests and self._regions is not None and self._background is None
 
-    def _object_regions(self) -> ObjectRegions:
-        """The probes' object regions, found once per callback (proposals never look at the
-        model); warns once about probes without a plausible one."""
-        if self._regions is not None:
-            return self._regions
-        regions = self._regions = locate_objects(self.probes)
-        message = regions.warning()
-        if message is not None:
-            warnings.warn(f"{_NAME}: {message}", stacklevel=4)
-        return regions
-
-    def _warn_single_class(self, valid: np.ndarray, label_ids: np.ndarray | None) -> None:
-        """Warns when every probe in the background tests has one class (no swap partners)."""
-        taking_part = np.unique(label_ids[valid]) if label_ids is not None else np.zeros(0)
-        if len(taking_part) == 1:
-            warnings.warn(
-                f"{_NAME}: every probe in the background tests has class "
-                f"{self._name(int(taking_part[0]))}; swapping backgrounds within one class "
-                "cannot show whether the model reads the background, so flip_rate, reliance "
-                "and gap are not measured (not logged). Add probes of other classes.",
-                stacklevel=4,
-            )
-
     # -- Keras hooks ---------------------------------------------------------------------------
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
@@ -491,9 +367,9 @@ class SaliencyCallback(keras.callbacks.Callback):
         self.history = {}
         if self.alarm is not None:
             self.alarm.reset()
-        self._alarm_warned_missing = False
+        self._alarm_step.reset()
         self._unmeasured.reset(known=empty_mask_signals(self.probes.masks))  # (said in init)
-        self._is_chief = _is_chief(self.model)
+        self._is_chief = is_chief(self.model)
         self._setup()  # errors here are the user's configuration: raise before training
         self._warm_up()
         self._pending_initial_log = self.log_before_training
@@ -557,17 +433,10 @@ class SaliencyCallback(keras.callbacks.Callback):
         if not history.steps:
             return
         self._pending_initial_log = False  # the interrupted run logged the untrained state
-        previous = start - 1  # the restored weights are those after epoch start-1
-        cut = previous if previous in history.steps - history.complete else start
-        if max(history.steps) >= cut:  # after the last backup, or cut short: discarded
-            self.writer.restart(cut, twice=not history.started)  # the worker is idle here
-            history.purge_from(cut)
-        if self.alarm is not None:
-            assert self._explainer is not None
-            chances = replay_chances(
-                self.alarm.monitor, history, self._explainer.head.num_classes, self._chance
-            )
-            replay_alarm(self.alarm, history, start, chances)
+        assert self._explainer is not None
+        n_classes = self._explainer.head.num_classes
+        continue_run(history, self.writer, start, self.alarm, n_classes, self._chance)
+        previous = start - 1
         if previous % self.freq == 0 and previous not in history.steps:
             self._safely(previous, None)
 
@@ -648,8 +517,14 @@ class SaliencyCallback(keras.callbacks.Callback):
         signals: Signals = {}
         scalars = self._scalars(result, step, logs, signals)
         background_captions = None
-        if self._background is not None:
-            more, background_captions = self._background_step(result, step, logs, signals)
+        if self._background is not None:  # the counterfactual probes, forward
+            assert self._regions is not None and self._captions_of is not None
+            record = functools.partial(self._record, step=step, logs=logs)
+            texts = self._captions_of.prediction_texts
+            more, background_captions = background_scalars(
+                self._background, self._explainer, self.probes, self._regions, result, record,
+                signals, texts,
+            )  # fmt: skip
             scalars.update(more)
         message = None
         if self.alarm is not None and not initial:
@@ -683,78 +558,9 @@ class SaliencyCallback(keras.callbacks.Callback):
         logs: dict[str, Any] | None,
         signals: Signals,
     ) -> dict[str, float]:
-        conf = result.confidence
-        scalars: dict[str, float] = {"saliency/confidence": float(conf.mean())}
-        for i, c in enumerate(conf):
-            scalars[f"saliency/confidence/probe_{i:02d}"] = float(c)
-        if self._label_ids is not None:
-            predicted = self._predicted(result)
-            accuracy = float((predicted == self._label_ids).mean())
-            scalars["saliency/probe_accuracy"] = accuracy
-            signals["probe_accuracy"] = (accuracy, None, 1.0 / max(result.outputs.shape[1], 2))
-        raw = result.reduced
-        if raw is None:
-            raw = postprocess.reduce_channels(result.attributions, self.reduction)
-        score, chance = _metrics.hotspot(raw)
-        scalars["saliency/hotspot"], scalars["saliency/hotspot_chance"] = score, chance
-        signals["hotspot"] = (score, None, chance)
-        self._record("hotspot", score, step, logs)
-        masks = self.probes.masks
-        if masks is not None:
-            values = {
-                "mass_in_mask": _metrics.mass_in_mask(raw, masks),
-                "pointing_game": _metrics.pointing_game(raw, masks),
-                "rank_in_mask": _metrics.rank_in_mask(raw, masks),
-            }
-            assert self._chance is not None
-            for name, per_probe in values.items():
-                valid = np.isfinite(per_probe)
-                mean = float(per_probe[valid].mean()) if valid.any() else np.nan
-                chance = float(self._chance[valid].mean()) if valid.any() else np.nan
-                scalars[f"saliency/{name}"] = mean
-                signals[name] = (mean, per_probe, chance)
-                self._record(name, mean, step, logs)
-            for i, m in enumerate(values["mass_in_mask"]):
-                scalars[f"saliency/mass_in_mask/probe_{i:02d}"] = float(m)
-            measured = np.isfinite(self._chance)  # (every mask empty: NaN, without a warning)
-            area = float(self._chance[measured].mean()) if measured.any() else np.nan
-            scalars["saliency/mass_in_mask_chance"] = area
-        return scalars
-
-    def _background_step(
-        self,
-        result: Explanation,
-        step: int,
-        logs: dict[str, Any] | None,
-        signals: Signals,
-    ) -> tuple[dict[str, float], list[list[str]]]:
-        """Runs the counterfactual probes forward; returns their scalars and panel captions."""
-        test = self._background
-        assert test is not None and self._explainer is not None
-        _, outputs = self._explainer.predict(test.batch)
-        variants = test.split(outputs)
-        head = self._explainer.head
-        regression = head.num_classes is None
-        targets = self.probes.labels if regression else None
-        values, per_probe = _background.score(
-            test, result.outputs, variants, regression=regression, targets=targets
-        )
-        assert self._regions is not None
-        proposed = float(self._regions.source == "proposed")
-        chance = values.get("only_bg_chance")
-        per_probe_signal = per_probe.get("flip", per_probe.get("change"))
-        scalars: dict[str, float] = {"saliency/background/proposed_boxes": proposed}
-        for name, value in values.items():
-            key = f"background/{name}"
-            scalars[f"saliency/{key}"] = value
-            if name == "only_bg_chance":
-                continue
-            has_chance = MONITORS.get(key, ("", None))[1] is not None
-            per = per_probe.get("harm") if name.startswith("harm") else per_probe_signal
-            signals[key] = (value, per, chance if has_chance else None)
-            self._record(key, value, step, logs, name in _LOGGED_BACKGROUND)
-        outs = [result.outputs] + [variants[v] for v in ("only_fg", "only_bg", "mixed_rand")]
-        return scalars, [self._prediction_texts(o) for o in outs]
+        record = functools.partial(self._record, step=step, logs=logs)
+        masks, chance = self.probes.masks, self._chance
+        return map_scalars(result, self.reduction, self._label_ids, masks, chance, record, signals)
 
     def _update_alarm(
         self,
@@ -764,104 +570,31 @@ class SaliencyCallback(keras.callbacks.Callback):
     ) -> str | None:
         """Updates the alarm (synchronously: it may stop training); returns its message."""
         assert self.alarm is not None
-        signal = signals.get(self.alarm.monitor)
-        background_monitor = self.alarm.monitor.startswith("background/")
-        if signal is None and background_monitor and self._regions_missing:
-            return (  # `saliency/alarm` is not written: the alarm did not judge this epoch
-                f"Shortcut alarm could not run: {self.alarm.monitor} needs the background "
-                "tests, and no plausible object was found in any probe image. Pass "
-                "`boxes=` or `masks=` to watch for background shortcuts."
-            )
-        if signal is None:  # e.g. a background accuracy of a regression model: never logged
-            if not self._alarm_warned_missing:
-                self._alarm_warned_missing = True
-                warnings.warn(
-                    f"{_NAME}: the alarm watches {self.alarm.monitor!r}, which is not measured "
-                    f"for this model and probe set (at epoch {step} it logs "
-                    f"{sorted(signals)}); the alarm cannot fire",
-                    stacklevel=4,
-                )
-            return None
-        context = {name: value for name, (value, _, _) in signals.items()}
-        # Cannot tell (e.g. a harm resting on fewer than 2 probes): the step is not judged, and
-        # `saliency/alarm` is not written there (neither 0 nor NaN; see `unmeasured`).
-        judged = not alarm_cannot_judge(self.alarm.monitor, context)
-        event = None
-        if judged and self.alarm.monitor.startswith("background/harm"):  # quotes the bounds
-            event = self.alarm.update(step, *signal, context=context)
-        elif judged:
-            event = self.alarm.update(step, *signal)
-        # The threshold at this step, on the watched signal (the dashboard draws it).
-        limit = scalars[f"saliency/alarm_limit/{self.alarm.monitor}"] = self.alarm.limit(signal[2])
-        if judged and math.isfinite(limit):  # (an unknown chance level: not judged either)
-            scalars["saliency/alarm"] = float(event is not None)
+        event, message = self._alarm_step.update(
+            self.alarm, step, signals, scalars, self._regions_missing
+        )
         if event is None:
-            return None
+            return message
         self.alarm_events.append(event)
         warnings.warn(f"{_NAME}: {event.message}", stacklevel=4)
         if self.alarm.stop_training and self.model is not None:
             self.model.stop_training = True
-        return event.message
+        return message
 
     # -- captions and descriptions -------------------------------------------------------------
 
-    def _predicted(self, result: Explanation) -> np.ndarray:
-        return _background.predicted_classes(result.outputs)
-
-    def _name(self, c: int) -> str:
-        if self.class_names is not None and 0 <= c < len(self.class_names):
-            return self.class_names[c]
-        return str(c)
-
-    def _prediction_texts(self, outputs: np.ndarray) -> list[str]:
-        """`"<class> <confidence>"` per row of model outputs (the value for regression)."""
-        assert self._explainer is not None
-        head = self._explainer.head
-        if head.num_classes is None or not head.exact:  # regression or unknown head
-            return [f"{float(o):.3g}" for o in outputs[:, 0]]
-        predicted = _background.predicted_classes(outputs)
-        if outputs.shape[1] == 1:
-            conf = np.where(predicted == 1, outputs[:, 0], 1.0 - outputs[:, 0])
-        else:
-            conf = outputs[np.arange(len(outputs)), predicted]
-        return [
-            f"{self._name(int(p))} {float(c):.0%}" for p, c in zip(predicted, conf, strict=True)
-        ]
-
     def _captions(self, result: Explanation) -> list[str]:
-        assert self._explainer is not None
-        head = self._explainer.head
-        labels = self.probes.labels
-        texts = self._prediction_texts(result.outputs)
-        if head.num_classes is None or not head.exact:  # regression or unknown head
-            return [
-                f"#{i}{f' y={float(np.ravel(labels[i])[0]):.3g}' if labels is not None else ''}"
-                f" pred={text}"
-                for i, text in enumerate(texts)
-            ]
-        captions = []
-        predicted = self._predicted(result)
-        for i, text in enumerate(texts):
-            truth = ""
-            if self._label_ids is not None:
-                truth = f" y={self._name(int(self._label_ids[i]))}"
-            caption = f"#{i}{truth} pred={text}"
-            if int(result.targets[i]) != int(predicted[i]) and not callable(self.target):
-                caption += f" map={self._name(int(result.targets[i]))}"
-            captions.append(caption)
-        return captions
+        assert self._captions_of is not None
+        return self._captions_of.captions(result)
 
     @functools.cached_property
     def _description(self) -> str:
-        target = getattr(self.target, "__name__", None) if callable(self.target) else None
-        target_text = f"callable `{target}`" if target else f"`{self.target!r}`"
-        r = self.renderer
-        return (
-            f"Saliency of {len(self.probes)} probes. Method: `{self.method.describe()}`; "
-            f"target: {target_text}; reduction: `{self.reduction}`; normalize: "
-            f"`{self.normalize}`; Gaussian sigma: {r.sigma:g} px; colormap: `{r.colormap}`; "
-            f"alpha: {r.alpha:g}.\n\nEach panel: **image | saliency | overlay**. Caption: "
-            "probe index, true label `y`, predicted class and confidence (and `map=` the "
-            "explained class when it differs from the prediction)."
-            + (f"\n\nProbes from {self.probe_source}." if self.probe_source else "")
+        return describe_run(
+            len(self.probes),
+            self.method,
+            self.target,
+            self.reduction,
+            self.normalize,
+            self.renderer,
+            self.probe_source,
         )

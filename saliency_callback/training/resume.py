@@ -22,12 +22,13 @@ from __future__ import annotations
 import glob
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from saliency_callback.shortcuts.alarm import ShortcutAlarm
 
-__all__ = ["RunHistory", "read_history", "replay_alarm", "replay_chances"]
+__all__ = ["RunHistory", "continue_run", "read_history", "replay_alarm", "replay_chances"]
 
 _DT_FLOAT = 1
 
@@ -129,3 +130,23 @@ def replay_chances(
     elif monitor == "hotspot":
         tag = "hotspot_chance"
     return dict(history.scalars.get(f"saliency/{tag}", {})) if tag else {}
+
+
+def continue_run(
+    history: RunHistory,
+    writer: Any,
+    start: int,
+    alarm: ShortcutAlarm | None,
+    num_classes: int | None,
+    chance: np.ndarray | None,
+) -> None:
+    """Discards the steps the interrupted run wrote after its last backup (or cut short) from
+    `writer`'s run, and replays the alarm's streak up to `start` (the worker must be idle)."""
+    previous = start - 1  # the restored weights are those after epoch start-1
+    cut = previous if previous in history.steps - history.complete else start
+    if max(history.steps) >= cut:  # after the last backup, or cut short: discarded
+        writer.restart(cut, twice=not history.started)
+        history.purge_from(cut)
+    if alarm is not None:
+        chances = replay_chances(alarm.monitor, history, num_classes, chance)
+        replay_alarm(alarm, history, start, chances)

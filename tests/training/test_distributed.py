@@ -23,7 +23,7 @@ import pytest
 from tb_events import event_files, read_run
 
 import saliency_callback
-from saliency_callback.training.callback import _is_chief
+from saliency_callback.training.checks import is_chief
 
 pytestmark = pytest.mark.tf_only  # tf.distribute strategies
 
@@ -262,4 +262,4 @@ WITH_CHIEF = {"chief": ["127.0.0.1:0"], **WORKERS}
     ids=["no-strategy", "mirrored", "single-worker", "worker0", "worker1", "chief", "w0+chief"],
 )
 def test_only_the_chief_task_writes(model, expected):
-    assert _is_chief(model) is expected
+    assert is_chief(model) is expected
