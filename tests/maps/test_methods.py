@@ -135,6 +135,52 @@ def test_smoothgrad_is_deterministic_under_a_seed_and_changes_with_it():
     assert not np.allclose(a, c)
 
 
+def quadratic_model():
+    """Logits `W^T (x * x)`: the gradient `2 x W[:, c]` is linear in the input."""
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((6, 5, 3))
+    squares = keras.layers.Flatten()(keras.layers.Multiply()([inp, inp]))
+    return keras.Model(inp, keras.layers.Dense(3, name="head")(squares))
+
+
+@pytest.mark.parametrize("n_samples", [2, 4, 10])
+def test_antithetic_pairs_are_exact_where_the_gradient_is_linear(n_samples):
+    model = quadratic_model()
+    x = images(3, (6, 5, 3))
+    kernel = model.get_layer("head").kernel.numpy()[:, 1].reshape(6, 5, 3)
+    analytic = 2 * x * kernel
+    method = sc.SmoothGrad(n_samples=n_samples, noise_level=0.5, antithetic=True)
+    np.testing.assert_allclose(raw(model, x, method, target=1), analytic, rtol=1e-4, atol=1e-5)
+    # i.i.d. noise of the same cost is not exact: its mean noise is not zero.
+    iid = raw(model, x, sc.SmoothGrad(n_samples=n_samples, noise_level=0.5), target=1)
+    assert np.abs(iid - analytic).max() > 1e-2 * np.abs(analytic).max()
+
+
+def test_antithetic_noise_bank_pairs_each_draw_with_its_negation():
+    state = np.random.get_state()[1].copy()
+    bank = sc.SmoothGrad(n_samples=6, seed=4, antithetic=True).noise_bank((4, 3, 2))
+    np.testing.assert_array_equal(np.random.get_state()[1], state)  # global RNG untouched
+    assert bank.shape == (6, 4, 3, 2) and bank.dtype == np.float32
+    np.testing.assert_array_equal(bank[1::2], -bank[0::2])
+    draws = np.random.default_rng(4).standard_normal((3, 4, 3, 2)).astype(np.float32)
+    np.testing.assert_array_equal(bank[0::2], draws)
+    # The i.i.d. bank is what it was before antithetic pairs existed.
+    plain = sc.SmoothGrad(n_samples=6, seed=4).noise_bank((4, 3, 2))
+    expected = np.random.default_rng(4).standard_normal((6, 4, 3, 2)).astype(np.float32)
+    np.testing.assert_array_equal(plain, expected)
+
+
+def test_antithetic_needs_an_even_count_and_a_bool():
+    with pytest.raises(ValueError, match=r"even `n_samples`.*n_samples=5"):
+        sc.SmoothGrad(n_samples=5, antithetic=True)
+    with pytest.raises(TypeError, match="`antithetic` to be a bool, received 'yes'"):
+        sc.SmoothGrad(n_samples=4, antithetic="yes")  # type: ignore[arg-type]
+    assert sc.SmoothGrad(antithetic=True) != sc.SmoothGrad()
+    assert sc.SmoothGrad(antithetic=True).cache_key() != sc.SmoothGrad().cache_key()
+    assert "antithetic=True" in sc.SmoothGrad(antithetic=True).describe()
+    assert "antithetic" not in sc.SmoothGrad().describe()
+
+
 def test_smoothgrad_noise_is_relative_to_each_image_range():
     model = linear_model(activation=None)  # gradient is constant: SmoothGrad equals Vanilla
     x = images(2, (6, 5, 3)) * np.array([1.0, 255.0], np.float32)[:, None, None, None]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from saliency_callback.maps.metrics import (
     chance_level,
     check_maps_and_masks,
     check_masks,
+    hotspot,
     mass_in_mask,
     pointing_game,
     rank_in_mask,
@@ -352,3 +354,25 @@ def test_hotspot_separates_a_fixed_position_from_random_positions():
         hotspot(fixed, top=0)
     with pytest.raises(ValueError, match="rank 3"):
         hotspot(np.zeros((8, 8)))
+
+
+def test_hotspot_chance_is_the_mean_of_circularly_shifted_maps():
+    """The chance level recomputed by hand: each map rolled by its own seeded shift."""
+    rng = np.random.default_rng(5)
+    maps = (rng.random((6, 32, 32)) ** 4).astype(np.float32)  # 32 px: no pooling
+    score, chance = hotspot(maps, top=0.1, draws=3, seed=11)
+    positive = maps.astype(np.float64) / maps.sum(axis=(1, 2), dtype=np.float64)[:, None, None]
+    k = math.ceil(0.1 * 32 * 32)
+
+    def top_share(m):
+        return np.sort(m.ravel())[-k:].sum()
+
+    own = np.mean([top_share(m) for m in positive])
+    shifts = np.random.default_rng(11)
+    expected = []
+    for _ in range(3):
+        dy, dx = shifts.integers(0, 32, 6), shifts.integers(0, 32, 6)
+        moved = [np.roll(m, (y, x), axis=(0, 1)) for m, y, x in zip(positive, dy, dx, strict=True)]
+        expected.append(top_share(np.mean(moved, axis=0)) / own)
+    np.testing.assert_allclose(chance, np.mean(expected), rtol=1e-12)
+    np.testing.assert_allclose(score, top_share(positive.mean(axis=0)) / own, rtol=1e-12)
