@@ -150,10 +150,11 @@ class BackgroundSwap(keras.utils.PyDataset):
         labels: `(N, ...)` labels, returned as given with their images.
         masks: bool or 0/1 `(N, H, W)`, 1 on the object; or the `ProposedMasks` of
             `propose_masks(images)` or `cache_masks(images, path)`.
-        p: The probability that an image is swapped, each epoch. No default yet: the
-            literature's 0.1-0.3 (Ryali et al. 2021) removed a quarter to half of the
-            shortcut in a first trial at cue share 0.95 and 0.8 most of it
-            (`benchmarks/bench_fix.py` decides, issue #27).
+        p: The probability that an image is swapped, each epoch; required (no default).
+            The literature's 0.1-0.3 (Ryali et al. 2021) removed a quarter to half of the
+            shortcut in a first trial at cue share 0.95; in `benchmarks/bench_fix.py`, 0.8
+            recovered 67% (`background_color`) to 92% (`patch`) of the worst-group gap
+            (docs/after-the-alarm.md).
         batch_size: Images per batch; the last batch may be smaller. Defaults to `32`.
         seed: Seed of the swaps and the shuffling; `None` draws one. Defaults to `None`.
         shuffle: Whether each epoch visits the images in a new order (drawn from the seed).
