@@ -248,7 +248,7 @@ def test_event_files_are_read_in_the_order_tensorboard_reads_them(tmp_path, monk
     name. TensorBoard reads a run's files in name order (its `DirectoryLoader`, as the
     server's accumulator uses it), and so must the resume's reader and the Saliency tab's,
     or they would show another history than TensorBoard's own scalars."""
-    from tensorboard.backend.event_processing import directory_loader, event_file_loader, io_wrapper
+    from tensorboard.backend.event_processing import directory_loader, io_wrapper
 
     from saliency_callback.tensorboard_plugin.events import RunReader
     from saliency_callback.training.resume import read_history
@@ -272,7 +272,9 @@ def test_event_files_are_read_in_the_order_tensorboard_reads_them(tmp_path, monk
     tensorboard_order = [Path(p).name for p in opened]
     assert tensorboard_order == [names[i] for i in (2, 3, 0, 1)]  # by name: .10 before .8
     opened.clear()
-    monkeypatch.setattr(event_file_loader, "EventFileLoader", Recorded)
+    from saliency_callback.training import resume
+
+    monkeypatch.setattr(resume, "read_events", lambda path: Recorded(path).Load())
     read_history(str(tmp_path))
     assert [Path(p).name for p in opened] == tensorboard_order
     assert [Path(p).name for p in RunReader(str(tmp_path)).files()] == tensorboard_order
