@@ -124,15 +124,20 @@ class EventFile:
 
 
 def event_files(run_dir: str) -> list[str]:
-    """The event files of `run_dir` (local or remote), sorted by name."""
-    pattern = os.path.join(run_dir, "events.out.tfevents.*")
+    """The event files of `run_dir` (local or remote), sorted by name, as TensorBoard reads them.
+
+    A file is an event file when "tfevents" is in its name (TensorBoard's
+    `io_wrapper.IsTensorFlowEventsFile`); a local directory's name is taken literally, even with
+    glob characters in it, and only regular files count.
+    """
     if "://" in run_dir:
         from tensorboard.compat import tf
 
-        return sorted(tf.io.gfile.glob(pattern))
+        return sorted(tf.io.gfile.glob(os.path.join(run_dir, "*tfevents*")))
     import glob
 
-    return sorted(glob.glob(pattern))
+    pattern = os.path.join(glob.escape(run_dir), "*tfevents*")
+    return sorted(f for f in glob.glob(pattern) if os.path.isfile(f))
 
 
 def read_events(path: str) -> Iterator[Any]:

@@ -19,7 +19,6 @@ Only the protocol buffers of `tensorboard.compat.proto` are used: no TensorFlow,
 
 from __future__ import annotations
 
-import glob
 import os
 import struct
 import threading
@@ -27,33 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from saliency_callback.output.event_file import event_files, masked_crc32c
+
 PREFIX = "saliency/"
 T = TypeVar("T")
 _HEADER = 12  # uint64 length + uint32 masked CRC of the length
 _FOOTER = 4  # uint32 masked CRC of the data
-_EVENT_GLOB = "*tfevents*"
-
-
-def _crc32c_table() -> list[int]:
-    table = []
-    for n in range(256):
-        c = n
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        table.append(c)
-    return table
-
-
-_TABLE = _crc32c_table()
-
-
-def masked_crc32c(data: bytes) -> int:
-    """TFRecord's masked CRC-32C (used here on the 8-byte length headers only)."""
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc = _TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    crc ^= 0xFFFFFFFF
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
 @dataclass(frozen=True)
@@ -122,8 +100,7 @@ class RunReader:
         self._lock = threading.Lock()
 
     def files(self) -> list[str]:
-        pattern = os.path.join(glob.escape(self.directory), _EVENT_GLOB)
-        return sorted(f for f in glob.glob(pattern) if os.path.isfile(f))
+        return event_files(self.directory)
 
     def refresh(self) -> RunData:
         """Reads what was appended to the run's event files since the last call."""
