@@ -143,11 +143,13 @@ def outcomes(
     kind: str,
     n: int,
 ) -> list[Outcome]:
+    by_model: dict[str, list[list[Values]]] = {}  # one pass: the tables call this per cell
+    for (key, k, count, _), v in results.items():
+        if (k, count) == (kind, n):
+            by_model.setdefault(key, []).append(v)
     out = []
     for m in models:
-        sets = [
-            v for (key, k, count, _), v in results.items() if (key, k, count) == (m.key, kind, n)
-        ]
+        sets = by_model.get(m.key, [])
         if not sets:
             continue
         firsts = [first_alarm(series, rule) for series in sets]
