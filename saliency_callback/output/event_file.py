@@ -64,6 +64,13 @@ def pillow_png(images: np.ndarray, compression: int) -> list[bytes]:
     return out
 
 
+def decode_pngs(pngs: list[bytes]) -> np.ndarray:
+    """The images of `encode_png` back, uint8 `(k, H, W, 3)` (PNG is lossless: the same bits)."""
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.open(io.BytesIO(png)).convert("RGB")) for png in pngs])
+
+
 def _open(path: str, mode: str) -> Any:
     if "://" in path:
         from tensorboard.compat import tf

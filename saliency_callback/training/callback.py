@@ -378,10 +378,9 @@ class SaliencyCallback(keras.callbacks.Callback):
         self._worker.install_sigint_wait()
 
     def _warm_up(self) -> None:
-        """Traces and runs the compiled functions once on one probe before training, and hands
-        the worker a first job that renders and encodes one panel (`Explainer.warm_up`,
-        `StepWriter.warm_up`): the first logged epoch then blocks about as long as a later one,
-        and its step is rendered without first-time costs."""
+        """Runs the compiled functions once on one probe, and has the worker render and encode
+        one panel (`Explainer.warm_up`, `StepWriter.warm_up`), before training: the first logged
+        epoch then blocks and renders about as long as a later one."""
         if not self._is_chief or self._explainer is None or self._prepared is None:
             return
         try:
@@ -424,7 +423,7 @@ class SaliencyCallback(keras.callbacks.Callback):
     def _resume(self, start: int) -> None:
         """A fit starting at epoch `start > 0` (e.g. `BackupAndRestore`): see `resume`."""
         try:
-            history = read_history(self.writer.path)
+            history = read_history(self.writer.path, panels=self.timeline)
         except Exception as err:
             if self.strict:
                 raise
@@ -433,12 +432,13 @@ class SaliencyCallback(keras.callbacks.Callback):
         if not history.steps:
             return
         self._pending_initial_log = False  # the interrupted run logged the untrained state
-        assert self._explainer is not None
-        n_classes = self._explainer.head.num_classes
-        continue_run(history, self.writer, start, self.alarm, n_classes, self._chance)
-        previous = start - 1
-        if previous % self.freq == 0 and previous not in history.steps:
-            self._safely(previous, None)
+        assert self._explainer is not None and self._step_writer is not None
+        heads = self._explainer.head.num_classes
+        continue_run(history, self.writer, start, self.alarm, heads, self._chance)
+        rebuild = self._step_writer.resume_timeline  # the timeline's columns, from their panels
+        self._worker.submit(start, functools.partial(rebuild, history.logged_panels()))
+        if (start - 1) % self.freq == 0 and start - 1 not in history.steps:
+            self._safely(start - 1, None)
 
     def flush(self) -> None:
         """Waits until the pending logged step (if any) is written and the event file flushed.

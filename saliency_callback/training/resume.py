@@ -45,17 +45,28 @@ class RunHistory:
         return {s for values in self.scalars.values() for s in values}
 
     scalars: dict[str, dict[int, float]] = field(default_factory=dict)
+    panels: dict[int, list[bytes]] = field(default_factory=dict)  # PANELS_TAG's PNGs per step
 
     def purge_from(self, step: int) -> None:
         """Forgets everything at `step` or later (TensorBoard's rule at a restart)."""
         self.steps = {s for s in self.steps if s < step}
+        self.panels = {s: pngs for s, pngs in self.panels.items() if s < step}
         for values in self.scalars.values():
             for s in [s for s in values if s >= step]:
                 del values[s]
 
+    def logged_panels(self) -> list[tuple[int, list[bytes]]]:
+        """The probes' panels (PNGs) of each complete step, in step order: what the run's
+        timeline was built from (`StepWriter.resume_timeline`)."""
+        return [(s, self.panels[s]) for s in sorted(self.panels) if s in self.complete]
 
-def read_history(run_dir: str) -> RunHistory:
-    """Reads the run's event files in order (local or remote paths; none: empty history)."""
+
+PANELS_TAG = "saliency/probes"
+
+
+def read_history(run_dir: str, panels: bool = False) -> RunHistory:
+    """Reads the run's event files in order (local or remote paths; none: empty history);
+    with `panels`, also the PNGs of every step's `PANELS_TAG` image (kept encoded)."""
     from tensorboard.compat.proto import event_pb2
     from tensorboard.util import tensor_util
 
@@ -71,7 +82,9 @@ def read_history(run_dir: str) -> RunHistory:
                 continue
             history.steps.add(event.step)
             for value in event.summary.value:
-                if value.HasField("tensor") and value.tensor.dtype == _DT_FLOAT:
+                if panels and value.tag == PANELS_TAG and value.HasField("tensor"):
+                    history.panels[event.step] = list(value.tensor.string_val[2:])
+                elif value.HasField("tensor") and value.tensor.dtype == _DT_FLOAT:
                     number = float(np.asarray(tensor_util.make_ndarray(value.tensor)).ravel()[0])
                     history.scalars.setdefault(value.tag, {})[event.step] = number
     return history

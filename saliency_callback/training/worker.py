@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from saliency_callback.output.event_file import decode_pngs
 from saliency_callback.output.render import Renderer, render_variant_panels
 from saliency_callback.output.timeline import Timeline, fit_pixel_budget, overlay_tiles
 from saliency_callback.output.writer import RunWriter
@@ -153,6 +154,22 @@ class StepWriter:
         self.writer.flush()
         self.once = []
         return messages
+
+    def resume_timeline(self, logged: list[tuple[int, list[bytes]]]) -> list[str]:
+        """Rebuilds the timeline from the steps a resumed run already logged (`logged`: each
+        step's `saliency/probes` PNGs, `RunHistory.logged_panels`), in order, as the
+        interrupted run built it; steps whose panels were left out (`max_step_bytes`) are
+        missing from it. A panel that cannot be read leaves the timeline to start anew (a
+        warning), never the fit."""
+        if self.timeline is None:
+            return []
+        try:
+            for step, pngs in logged:
+                self.timeline.add(step, overlay_tiles(decode_pngs(pngs), captioned=True))
+        except Exception as err:
+            self.timeline.reset()
+            return [f"the timeline's columns before the resume could not be read back: {err!r}"]
+        return []
 
     def warm_up(self) -> list[str]:
         """Does the rendering's and encoding's first-time work on one probe, touching no file.
