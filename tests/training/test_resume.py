@@ -276,3 +276,23 @@ def test_event_files_are_read_in_the_order_tensorboard_reads_them(tmp_path, monk
     read_history(str(tmp_path))
     assert [Path(p).name for p in opened] == tensorboard_order
     assert [Path(p).name for p in RunReader(str(tmp_path)).files()] == tensorboard_order
+
+
+def test_a_timeline_that_cannot_be_read_back_starts_anew(tmp_path, monkeypatch, uninterrupted):
+    """A logged panel that cannot be decoded costs the timeline its earlier columns (a
+    warning), never the fit."""
+    from saliency_callback.training import worker
+
+    def unreadable(pngs):
+        raise ValueError("not a PNG")
+
+    monkeypatch.setattr(worker, "decode_pngs", unreadable)
+    run_, history = run(tmp_path, ("backup", "preempt", "saliency"), preempt_at=2)
+    assert len(history.history["loss"]) == EPOCHS - 3  # the resumed fit ran to the end
+    last = EPOCHS - 1
+    ours = dict(run_.images["saliency/timeline"])[last][0]
+    theirs = dict(uninterrupted[1].images["saliency/timeline"])[last][0]
+    assert ours.shape[0] == theirs.shape[0] and ours.shape[1] < theirs.shape[1], (
+        ours.shape,
+        theirs.shape,
+    )
