@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from saliency_callback.output.event_file import event_files, read_events
+from saliency_callback.output.runs import PROBES_TAG
 from saliency_callback.shortcuts.alarm import ShortcutAlarm
 
 __all__ = ["RunHistory", "continue_run", "read_history", "replay_alarm", "replay_chances"]
@@ -45,7 +46,7 @@ class RunHistory:
         return {s for values in self.scalars.values() for s in values}
 
     scalars: dict[str, dict[int, float]] = field(default_factory=dict)
-    panels: dict[int, list[bytes]] = field(default_factory=dict)  # PANELS_TAG's PNGs per step
+    panels: dict[int, list[bytes]] = field(default_factory=dict)  # PROBES_TAG's PNGs per step
 
     def purge_from(self, step: int) -> None:
         """Forgets everything at `step` or later (TensorBoard's rule at a restart)."""
@@ -61,12 +62,9 @@ class RunHistory:
         return [(s, self.panels[s]) for s in sorted(self.panels) if s in self.complete]
 
 
-PANELS_TAG = "saliency/probes"
-
-
 def read_history(run_dir: str, panels: bool = False) -> RunHistory:
     """Reads the run's event files in order (local or remote paths; none: empty history);
-    with `panels`, also the PNGs of every step's `PANELS_TAG` image (kept encoded)."""
+    with `panels`, also the PNGs of every step's `PROBES_TAG` image (kept encoded)."""
     from tensorboard.compat.proto import event_pb2
     from tensorboard.util import tensor_util
 
@@ -82,7 +80,7 @@ def read_history(run_dir: str, panels: bool = False) -> RunHistory:
                 continue
             history.steps.add(event.step)
             for value in event.summary.value:
-                if panels and value.tag == PANELS_TAG and value.HasField("tensor"):
+                if panels and value.tag == PROBES_TAG and value.HasField("tensor"):
                     history.panels[event.step] = list(value.tensor.string_val[2:])
                 elif value.HasField("tensor") and value.tensor.dtype == _DT_FLOAT:
                     number = float(np.asarray(tensor_util.make_ndarray(value.tensor)).ravel()[0])

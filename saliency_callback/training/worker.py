@@ -32,6 +32,7 @@ import numpy as np
 
 from saliency_callback.output.event_file import decode_pngs
 from saliency_callback.output.render import Renderer, render_variant_panels
+from saliency_callback.output.runs import PROBES_TAG
 from saliency_callback.output.timeline import Timeline, fit_pixel_budget, overlay_tiles
 from saliency_callback.output.writer import RunWriter
 
@@ -128,7 +129,7 @@ class StepWriter:
         if self.overview:
             fitted = fit_pixel_budget(panels, self.overview_pixels, r.pad)
             images.append(("saliency/overview", r.grid(fitted), self.description))
-        images.append(("saliency/probes", panels, self.description))
+        images.append((PROBES_TAG, panels, self.description))
         if self.background is not None and p.background_captions is not None:
             stacks, value_range = self.background
             variant_panels = render_variant_panels(
@@ -157,7 +158,7 @@ class StepWriter:
 
     def resume_timeline(self, logged: list[tuple[int, list[bytes]]]) -> list[str]:
         """Rebuilds the timeline from the steps a resumed run already logged (`logged`: each
-        step's `saliency/probes` PNGs, `RunHistory.logged_panels`), in order, as the
+        step's `PROBES_TAG` PNGs, `RunHistory.logged_panels`), in order, as the
         interrupted run built it; steps whose panels were left out (`max_step_bytes`) are
         missing from it. A panel that cannot be read leaves the timeline to start anew (a
         warning), never the fit."""
